@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{from_fn_with_state, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use chrono::{DateTime, Utc};
 use himmel_core::{Error, RequestContext};
