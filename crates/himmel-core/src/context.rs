@@ -8,8 +8,16 @@ use serde::Serialize;
 pub enum Scope {
     Unscoped,
     System,
-    Domain { id: String, name: String },
-    Project { id: String, name: String, domain_id: String, domain_name: String },
+    Domain {
+        id: String,
+        name: String,
+    },
+    Project {
+        id: String,
+        name: String,
+        domain_id: String,
+        domain_name: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -107,7 +107,11 @@ impl Db {
             .await
             .context("connecting to the database")?;
         MIGRATOR.run(&pool).await.context("running migrations")?;
-        Ok(Db { pool, engine, write_lock: Arc::new(Mutex::new(())) })
+        Ok(Db {
+            pool,
+            engine,
+            write_lock: Arc::new(Mutex::new(())),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -162,15 +166,25 @@ pub mod testing {
         sqlx::any::install_default_drivers();
         let base = base_url.trim_end_matches('/');
         let name = format!("himmel_test_{}", uuid_like());
-        let admin = sqlx::AnyPool::connect(&format!("{base}/postgres")).await.expect("postgres");
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        let admin = sqlx::AnyPool::connect(&format!("{base}/postgres"))
+            .await
+            .expect("postgres");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create database");
         admin.close().await;
-        Db::connect(&format!("{base}/{name}")).await.expect("connect test database")
+        Db::connect(&format!("{base}/{name}"))
+            .await
+            .expect("connect test database")
     }
 
     fn uuid_like() -> String {
         use std::time::{SystemTime, UNIX_EPOCH};
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         format!("{:x}{:x}", t, std::process::id())
     }
 }

@@ -13,23 +13,35 @@ async fn roundtrip(db: &Db) {
         .unwrap();
     tx.commit().await.unwrap();
     // Out-of-order and repeated placeholders.
-    let row = sqlx::query("SELECT id, description FROM regions WHERE description = $2 AND id = $1 AND id = $1")
-        .bind("r1")
-        .bind("first")
+    let row = sqlx::query(
+        "SELECT id, description FROM regions WHERE description = $2 AND id = $1 AND id = $1",
+    )
+    .bind("r1")
+    .bind("first")
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(row.get::<String, _>("id"), "r1");
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM regions")
         .fetch_one(db.pool())
         .await
-        .unwrap();
-    assert_eq!(row.get::<String, _>("id"), "r1");
-    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM regions").fetch_one(db.pool()).await.unwrap().get("n");
+        .unwrap()
+        .get("n");
     assert_eq!(n, 1);
-    let dup = sqlx::query("INSERT INTO regions (id) VALUES ($1)").bind("r1").execute(db.pool()).await.unwrap_err();
+    let dup = sqlx::query("INSERT INTO regions (id) VALUES ($1)")
+        .bind("r1")
+        .execute(db.pool())
+        .await
+        .unwrap_err();
     assert!(himmel_db::is_unique_violation(&dup));
 }
 
 #[tokio::test]
 async fn sqlite_placeholders_and_uniqueness() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&format!("sqlite://{}/state.db", dir.path().display())).await.unwrap();
+    let db = Db::connect(&format!("sqlite://{}/state.db", dir.path().display()))
+        .await
+        .unwrap();
     roundtrip(&db).await;
 }
 

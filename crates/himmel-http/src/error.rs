@@ -70,8 +70,10 @@ pub fn render(format: ErrorFormat, err: &Error) -> Response {
         ErrorFormat::Plain => json!({"message": message}),
     };
     let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

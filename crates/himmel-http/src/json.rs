@@ -33,22 +33,30 @@ fn rejection_error(r: &JsonRejection) -> Error {
         JsonRejection::MissingJsonContentType(_) => Error::BadRequest(
             "Expected a JSON request body with Content-Type: application/json.".into(),
         ),
-        JsonRejection::JsonSyntaxError(e) => {
-            Error::BadRequest(format!("Malformed JSON in request body: {}", body_text(&e.body_text())))
-        }
-        JsonRejection::JsonDataError(e) => {
-            Error::BadRequest(format!("Invalid input for field/attribute: {}", body_text(&e.body_text())))
-        }
+        JsonRejection::JsonSyntaxError(e) => Error::BadRequest(format!(
+            "Malformed JSON in request body: {}",
+            body_text(&e.body_text())
+        )),
+        JsonRejection::JsonDataError(e) => Error::BadRequest(format!(
+            "Invalid input for field/attribute: {}",
+            body_text(&e.body_text())
+        )),
         JsonRejection::BytesRejection(e) if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE => {
             Error::PayloadTooLarge("Request is too large.".into())
         }
-        other => Error::BadRequest(format!("Could not read the request body: {}", other.body_text())),
+        other => Error::BadRequest(format!(
+            "Could not read the request body: {}",
+            other.body_text()
+        )),
     }
 }
 
 /// serde's messages start with axum's prefix; keep the useful part.
 fn body_text(s: &str) -> String {
-    s.split_once(": ").map(|(_, rest)| rest).unwrap_or(s).to_string()
+    s.split_once(": ")
+        .map(|(_, rest)| rest)
+        .unwrap_or(s)
+        .to_string()
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {

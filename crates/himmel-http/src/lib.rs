@@ -13,7 +13,8 @@ pub mod policy;
 
 pub use error::{ApiError, ApiResult, ErrorFormat};
 pub use json::Json;
-pub use pipeline::{Ctx, MaybeCtx, 
-    AuditRecord, AuditSink, AuditTargetId, Authenticator, Authz, Operation, Pipeline, Service,
+pub use pipeline::{
+    AuditRecord, AuditSink, AuditTargetId, Authenticator, Authz, Ctx, MaybeCtx, Operation,
+    Pipeline, Service,
 };
 pub use policy::{Check, Decision, Target};

@@ -86,7 +86,11 @@ pub struct Operation {
 
 impl Operation {
     pub const fn new(name: &'static str, target_type: &'static str, rule: Rule) -> Self {
-        Operation { name, rule, target_type }
+        Operation {
+            name,
+            rule,
+            target_type,
+        }
     }
 
     fn is_public(&self) -> bool {
@@ -112,7 +116,12 @@ struct Inner {
 
 impl Pipeline {
     pub fn new(authenticator: Arc<dyn Authenticator>, audit: Arc<dyn AuditSink>) -> Self {
-        Pipeline { inner: Arc::new(Inner { authenticator, audit }) }
+        Pipeline {
+            inner: Arc::new(Inner {
+                authenticator,
+                audit,
+            }),
+        }
     }
 
     /// A route for `method` guarded by `op`; merge several for one path.
@@ -128,7 +137,11 @@ impl Pipeline {
         T: 'static,
         S: Clone + Send + Sync + 'static,
     {
-        let guard_state = GuardState { pipeline: self.clone(), service, op };
+        let guard_state = GuardState {
+            pipeline: self.clone(),
+            service,
+            op,
+        };
         on(method, handler).layer(from_fn_with_state(guard_state, guard))
     }
 }
@@ -154,7 +167,11 @@ impl std::ops::Deref for Ctx {
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Ctx>().cloned().ok_or_else(|| ApiError(unauthenticated()))
+        parts
+            .extensions
+            .get::<Ctx>()
+            .cloned()
+            .ok_or_else(|| ApiError(unauthenticated()))
     }
 }
 
@@ -217,7 +234,9 @@ pub fn unauthenticated() -> Error {
 }
 
 pub fn forbidden(op: &str) -> Error {
-    Error::Forbidden(format!("You are not authorized to perform the requested action: {op}."))
+    Error::Forbidden(format!(
+        "You are not authorized to perform the requested action: {op}."
+    ))
 }
 
 async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Response {
@@ -238,7 +257,13 @@ async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let auth = match token {
-        Some(t) => Some(g.pipeline.inner.authenticator.authenticate(&t, &source_addr).await),
+        Some(t) => Some(
+            g.pipeline
+                .inner
+                .authenticator
+                .authenticate(&t, &source_addr)
+                .await,
+        ),
         None => None,
     };
     let (ctx, auth_error) = match auth {
@@ -253,7 +278,10 @@ async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Res
 
     let authz_state = Arc::new(AtomicU8::new(0));
     let mut response = if ctx.is_none() && !g.op.is_public() {
-        render(g.service.format, &auth_error.unwrap_or_else(unauthenticated))
+        render(
+            g.service.format,
+            &auth_error.unwrap_or_else(unauthenticated),
+        )
     } else {
         match decide(g.op.rule, ctx.as_deref(), None) {
             Decision::Deny => render(g.service.format, &forbidden(g.op.name)),
@@ -303,8 +331,12 @@ async fn guard(State(g): State<GuardState>, mut req: Request, next: Next) -> Res
     if let Err(e) = g.pipeline.inner.audit.record(record, durable).await {
         tracing::error!(error = %e, "audit record could not be written");
     }
-    tracing::debug!(op = g.op.name, status = response.status().as_u16(),
-        us = started.elapsed().as_micros() as u64, "request");
+    tracing::debug!(
+        op = g.op.name,
+        status = response.status().as_u16(),
+        us = started.elapsed().as_micros() as u64,
+        "request"
+    );
     response
 }
 
@@ -333,7 +365,9 @@ fn finish(format: ErrorFormat, op: &str, resp: Response, authz: &AtomicU8) -> Re
         let err = match status.as_u16() {
             400 => Error::BadRequest("The request could not be understood.".into()),
             404 => Error::NotFound("The resource could not be found.".into()),
-            405 => Error::MethodNotAllowed("The method is not allowed for the requested URL.".into()),
+            405 => {
+                Error::MethodNotAllowed("The method is not allowed for the requested URL.".into())
+            }
             413 => Error::PayloadTooLarge("Request is too large.".into()),
             415 => Error::UnsupportedMediaType("Unsupported media type.".into()),
             s if s >= 500 => Error::Internal(format!("status {s}")),
@@ -352,12 +386,17 @@ fn copy_extensions(from: &Response, to: &mut Response) {
 
 async fn last_path_param(req: &mut Request) -> Option<String> {
     let (mut parts, body) = std::mem::take(req).into_parts();
-    let params = RawPathParams::from_request_parts(&mut parts, &()).await.ok();
+    let params = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok();
     *req = Request::from_parts(parts, body);
     params.and_then(|p| p.iter().last().map(|(_, v)| v.to_string()))
 }
 
 /// Fallback for paths no route matches, in `format`.
 pub fn not_found(format: ErrorFormat) -> Response {
-    render(format, &Error::NotFound("The resource could not be found.".into()))
+    render(
+        format,
+        &Error::NotFound("The resource could not be found.".into()),
+    )
 }

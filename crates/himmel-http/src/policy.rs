@@ -21,6 +21,9 @@ pub enum Check {
     Public,
     /// Any valid token, any scope.
     Authenticated,
+    /// The role on a token of any scope. `Role("admin")` is the cloud
+    /// administrator, as in Keystone's defaults.
+    Role(&'static str),
     /// The role on a system-scoped token.
     System(&'static str),
     /// The role on a domain-scoped token for the target's domain.
@@ -58,6 +61,7 @@ impl Check {
         match *self {
             Check::Public | Check::Authenticated => Allow,
             Check::Nobody => Deny,
+            Check::Role(role) => bool_d(ctx.has_role(role) && ctx.scope != Scope::Unscoped),
             Check::System(role) => bool_d(ctx.is_system() && ctx.has_role(role)),
             Check::Domain(role) => match (&ctx.scope, target) {
                 (Scope::Domain { id, .. }, Some(t)) if ctx.has_role(role) => {
@@ -111,8 +115,14 @@ pub const PERSONAS: &[&str] = &["admin", "manager", "member", "reader", "none"];
 
 /// Scopes of the golden matrix: where the token is scoped, relative to the
 /// target (the resource acted on).
-pub const MATRIX_SCOPES: &[&str] =
-    &["system", "domain:own", "domain:other", "project:own", "project:other", "project:other-domain"];
+pub const MATRIX_SCOPES: &[&str] = &[
+    "system",
+    "domain:own",
+    "domain:other",
+    "project:own",
+    "project:other",
+    "project:other-domain",
+];
 
 /// Builds the token context and target of one matrix cell. The target lives
 /// in domain `d1`, project `p1`, and belongs to user `target-user`; the
@@ -136,15 +146,25 @@ pub fn matrix_cell(persona: &str, scope: &str, is_owner: bool) -> (RequestContex
     };
     let scope = match scope {
         "system" => Scope::System,
-        "domain:own" => Scope::Domain { id: "d1".into(), name: "d1".into() },
-        "domain:other" => Scope::Domain { id: "d2".into(), name: "d2".into() },
+        "domain:own" => Scope::Domain {
+            id: "d1".into(),
+            name: "d1".into(),
+        },
+        "domain:other" => Scope::Domain {
+            id: "d2".into(),
+            name: "d2".into(),
+        },
         "project:own" => project("p1", "d1"),
         "project:other" => project("p2", "d1"),
         _ => project("p3", "d2"),
     };
     let ctx = RequestContext {
         request_id: "req-matrix".into(),
-        user_id: if is_owner { "target-user".into() } else { "caller".into() },
+        user_id: if is_owner {
+            "target-user".into()
+        } else {
+            "caller".into()
+        },
         user_name: "caller".into(),
         user_domain_id: "d1".into(),
         user_domain_name: "d1".into(),
@@ -165,7 +185,7 @@ pub fn matrix_cell(persona: &str, scope: &str, is_owner: bool) -> (RequestContex
 }
 
 /// Renders the golden matrix for a table of (operation, rule).
-pub fn render_matrix(table: &[(&str, Rule)]) -> String {
+pub fn render_matrix<'a>(table: impl IntoIterator<Item = (&'a str, Rule)>) -> String {
     let mut out = String::new();
     out.push_str("# operation | persona | ");
     out.push_str(&MATRIX_SCOPES.join(" | "));
@@ -176,12 +196,20 @@ pub fn render_matrix(table: &[(&str, Rule)]) -> String {
             for scope in MATRIX_SCOPES {
                 let (ctx, target) = matrix_cell(persona, scope, false);
                 let d = decide(rule, Some(&ctx), Some(&target));
-                out.push_str(if d == Decision::Allow { " | allow" } else { " | deny" });
+                out.push_str(if d == Decision::Allow {
+                    " | allow"
+                } else {
+                    " | deny"
+                });
             }
             // The caller acting on its own user, with a project token.
             let (ctx, target) = matrix_cell(persona, "project:own", true);
             let d = decide(rule, Some(&ctx), Some(&target));
-            out.push_str(if d == Decision::Allow { " | allow" } else { " | deny" });
+            out.push_str(if d == Decision::Allow {
+                " | allow"
+            } else {
+                " | deny"
+            });
             out.push('\n');
         }
     }

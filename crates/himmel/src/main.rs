@@ -1,1 +1,85 @@
-fn main() {}
+//! `himmel`: a sovereign cloud region in one binary.
+
+mod config;
+mod doctor;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "himmel",
+    version,
+    about = "A sovereign cloud region in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole region (API listener, S3 listener, reconcilers).
+    Serve(config::ServeArgs),
+    /// Report what this host can run.
+    Doctor,
+    /// Operator tasks on a region's data directory.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Rotate the Fernet token keys: promote the staged key, stage a new one.
+    FernetRotate {
+        #[arg(long, env = "HIMMEL_DATA_DIR", default_value = "himmel-data")]
+        data_dir: PathBuf,
+        /// Keys kept: staged, primary and the newest secondaries.
+        #[arg(long, default_value_t = 3)]
+        max_active_keys: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HIMMEL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args.resolve()?)),
+        Command::Doctor => {
+            doctor::report();
+            Ok(())
+        }
+        Command::Admin { command } => match command {
+            AdminCommand::FernetRotate {
+                data_dir,
+                max_active_keys,
+            } => {
+                let repo = himmel_identity::fernet::KeyRepository::new(
+                    serve::fernet_dir(&data_dir),
+                    max_active_keys,
+                );
+                repo.setup()?;
+                repo.rotate()?;
+                println!(
+                    "rotated the fernet keys in {}",
+                    serve::fernet_dir(&data_dir).display()
+                );
+                println!("running servers pick the new keys up within a minute");
+                Ok(())
+            }
+        },
+    }
+}

@@ -1,0 +1,125 @@
+//! Options: flags, then `HIMMEL_*` environment variables (both by clap),
+//! then an optional TOML file, then built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Directory for the state database, keys and generated files.
+    #[arg(long, env = "HIMMEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the OpenStack API listener.
+    #[arg(long, env = "HIMMEL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the S3 listener.
+    #[arg(long, env = "HIMMEL_S3_LISTEN")]
+    pub s3_listen: Option<SocketAddr>,
+    /// `sqlite://PATH` or `postgres://…`; SQLite in the data dir by default.
+    #[arg(long, env = "HIMMEL_DATABASE")]
+    pub database: Option<String>,
+    /// Region name.
+    #[arg(long, env = "HIMMEL_REGION")]
+    pub region: Option<String>,
+    /// The URL clients reach the API listener at (for the catalog).
+    #[arg(long, env = "HIMMEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Optional TOML file with the same options (and `[security_compliance]`).
+    #[arg(long, env = "HIMMEL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML file's shape: every option of the command line, plus sections
+/// that have no flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    s3_listen: Option<SocketAddr>,
+    database: Option<String>,
+    region: Option<String>,
+    public_url: Option<String>,
+    token_expiration: Option<i64>,
+    audit_retention_days: Option<u32>,
+    #[serde(default)]
+    security_compliance: himmel_identity::SecurityCompliance,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Accepted now so deployments can set it; the S3 service binds it.
+    #[allow(dead_code)]
+    pub s3_listen: SocketAddr,
+    pub database: String,
+    pub region: String,
+    pub public_url: String,
+    pub token_expiration: i64,
+    #[allow(dead_code)] // read once the audit trail is wired in
+    pub audit_retention_days: u32,
+    pub security: himmel_identity::SecurityCompliance,
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("himmel-data"));
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:5000".parse().expect("addr"));
+        let s3_listen = self
+            .s3_listen
+            .or(file.s3_listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("addr"));
+        let database = self
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("state.db").display()));
+        let public_url = self.public_url.or(file.public_url).unwrap_or_else(|| {
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                listen.ip().to_string()
+            };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            format!("http://{host}:{}", listen.port())
+        });
+        Ok(Settings {
+            data_dir,
+            listen,
+            s3_listen,
+            database,
+            region: self
+                .region
+                .or(file.region)
+                .unwrap_or_else(|| "RegionOne".into()),
+            public_url: public_url.trim_end_matches('/').to_string(),
+            token_expiration: file.token_expiration.unwrap_or(3600),
+            audit_retention_days: file.audit_retention_days.unwrap_or(90),
+            security: file.security_compliance,
+        })
+    }
+}

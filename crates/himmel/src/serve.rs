@@ -1,0 +1,142 @@
+//! `himmel serve`: start a region.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use himmel_http::Pipeline;
+use himmel_identity::Identity;
+
+use crate::config::Settings;
+
+/// Keystone's default `max_request_body_size`.
+const MAX_BODY: usize = 114_688;
+
+pub fn fernet_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("fernet-keys")
+}
+
+pub async fn run(s: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    restrict(&s.data_dir, 0o700)?;
+    let db = himmel_db::Db::connect(&s.database).await?;
+    let identity = Identity::open(
+        db.clone(),
+        himmel_identity::Config {
+            token_expiration: s.token_expiration,
+            fernet_dir: fernet_dir(&s.data_dir),
+            max_active_keys: 3,
+            security: s.security.clone(),
+            region: s.region.clone(),
+        },
+    )
+    .await?;
+    let identity_url = format!("{}/v3", s.public_url);
+    let created = himmel_identity::bootstrap::Bootstrap {
+        region: &s.region,
+        identity_url: &identity_url,
+    }
+    .run(&db)
+    .await?;
+    if let Some(password) = &created.admin_password {
+        write_clouds_yaml(&s, &identity_url, password)?;
+        // Printed once, on the first start only; it is in clouds.yaml too.
+        println!(
+            "bootstrapped region {}: admin password {password}",
+            s.region
+        );
+        println!("clouds.yaml: {}", s.data_dir.join("clouds.yaml").display());
+    }
+
+    let audit = Arc::new(DiscardAudit);
+    let pipeline = Pipeline::new(Arc::new(identity.clone()), audit);
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(himmel_identity::routes(&pipeline, identity.clone()))
+        .fallback(|| async { himmel_http::pipeline::not_found(himmel_http::ErrorFormat::Keystone) })
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+
+    spawn_key_reloader(identity.clone());
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("binding {}", s.listen))?;
+    println!(
+        "himmel listening on {} (region {})",
+        listener.local_addr()?,
+        s.region
+    );
+    std::io::stdout().flush().ok();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("drained, exiting");
+    Ok(())
+}
+
+/// Picks up rotated Fernet keys.
+fn spawn_key_reloader(identity: Identity) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            if let Err(e) = identity.reload_keys() {
+                tracing::warn!(error = %e, "reloading fernet keys");
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down: draining requests");
+}
+
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn write_clouds_yaml(s: &Settings, auth_url: &str, password: &str) -> anyhow::Result<()> {
+    let text = format!(
+        "clouds:\n  himmel:\n    auth:\n      auth_url: {auth_url}\n      username: admin\n      password: \"{password}\"\n      \
+         project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n    \
+         region_name: {region}\n    interface: public\n    identity_api_version: 3\n",
+        region = s.region
+    );
+    let path = s.data_dir.join("clouds.yaml");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Placeholder until the audit trail is wired in.
+struct DiscardAudit;
+
+#[async_trait::async_trait]
+impl himmel_http::AuditSink for DiscardAudit {
+    async fn record(&self, _: himmel_http::AuditRecord, _: bool) -> Result<(), himmel_core::Error> {
+        Ok(())
+    }
+}
