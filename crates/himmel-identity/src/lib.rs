@@ -9,6 +9,7 @@ pub mod password;
 pub mod policy;
 pub mod store;
 pub mod token;
+mod token_cache;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -61,6 +62,8 @@ struct Inner {
     config: Config,
     keys: RwLock<Arc<fernet::Keys>>,
     revocations: store::revocation::RevocationCache,
+    token_cache: token_cache::TokenCache,
+    verified_passwords: password::VerifiedCache,
 }
 
 impl Identity {
@@ -77,6 +80,8 @@ impl Identity {
                 config,
                 keys: RwLock::new(Arc::new(keys)),
                 revocations,
+                token_cache: Default::default(),
+                verified_passwords: Default::default(),
             }),
         })
     }
@@ -107,6 +112,14 @@ impl Identity {
 
     pub fn revocations(&self) -> &store::revocation::RevocationCache {
         &self.inner.revocations
+    }
+
+    pub(crate) fn verified_passwords(&self) -> &password::VerifiedCache {
+        &self.inner.verified_passwords
+    }
+
+    pub(crate) fn token_cache(&self) -> &token_cache::TokenCache {
+        &self.inner.token_cache
     }
 }
 

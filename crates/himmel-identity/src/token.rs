@@ -124,6 +124,13 @@ impl Identity {
     /// re-checks that user, scope and roles still hold. Any failure is a
     /// 404 "Could not find token", as Keystone answers.
     pub async fn validate(&self, token: &str) -> Result<TokenInfo, Error> {
+        self.revocations().refresh_if_stale(self.db()).await?;
+        let generation = self.revocations().generation();
+        if let Some(info) = self.token_cache().get(token, generation) {
+            if info.expires_at_us > st::now_us() {
+                return Ok(info);
+            }
+        }
         let payload = self.keys().open(token).ok_or_else(invalid)?;
         if (payload.expires_at * 1e6) as i64 <= st::now_us() {
             return Err(invalid());
@@ -147,6 +154,7 @@ impl Identity {
         if self.revocations().is_revoked(self.db(), &facts).await? {
             return Err(invalid());
         }
+        self.token_cache().put(token, info.clone(), generation);
         Ok(info)
     }
 

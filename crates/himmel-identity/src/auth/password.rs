@@ -39,10 +39,10 @@ pub async fn authenticate(id: &Identity, section: &Value) -> Result<MethodResult
     let Some(hash) = user.password_hash.clone() else {
         return Err(unauthorized());
     };
-    let pw = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || crate::password::verify(&pw, &hash))
-        .await
-        .map_err(Error::internal)?;
+    let ok = id
+        .verified_passwords()
+        .verify(&user.id, &hash, password)
+        .await?;
     if !ok {
         users::record_failed_auth(id.db(), &user.id).await?;
         return Err(unauthorized());

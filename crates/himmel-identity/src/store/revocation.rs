@@ -6,6 +6,7 @@
 //! to the cache as it revokes; other API servers on the same database pick
 //! new events up within [`REFRESH`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::db_err;
 const REFRESH: Duration = Duration::from_secs(2);
 
 /// What an event matches on; `None` matches anything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevocationEvent {
     pub user_id: Option<String>,
     pub project_id: Option<String>,
@@ -62,16 +63,21 @@ impl RevocationEvent {
 
 pub struct RevocationCache {
     state: RwLock<(Vec<RevocationEvent>, Instant)>,
+    /// Bumped whenever the set of events grows, so caches of validated
+    /// tokens know to look again.
+    generation: AtomicU64,
 }
 
 impl RevocationCache {
     pub async fn load(db: &Db) -> Result<RevocationCache, Error> {
         Ok(RevocationCache {
             state: RwLock::new((read_all(db).await?, Instant::now())),
+            generation: AtomicU64::new(0),
         })
     }
 
-    pub async fn is_revoked(&self, db: &Db, facts: &TokenFacts<'_>) -> Result<bool, Error> {
+    /// Re-reads the events when the copy here may miss another server's.
+    pub async fn refresh_if_stale(&self, db: &Db) -> Result<(), Error> {
         let stale = self
             .state
             .read()
@@ -81,8 +87,22 @@ impl RevocationCache {
             > REFRESH;
         if stale {
             let events = read_all(db).await?;
-            *self.state.write().unwrap_or_else(|e| e.into_inner()) = (events, Instant::now());
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if events != state.0 {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            *state = (events, Instant::now());
         }
+        Ok(())
+    }
+
+    /// Changes whenever a revocation may have happened.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub async fn is_revoked(&self, db: &Db, facts: &TokenFacts<'_>) -> Result<bool, Error> {
+        self.refresh_if_stale(db).await?;
         let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
         Ok(guard.0.iter().any(|e| e.matches(facts)))
     }
@@ -114,6 +134,7 @@ impl RevocationCache {
             .unwrap_or_else(|e| e.into_inner())
             .0
             .push(event);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
