@@ -26,39 +26,6 @@ pub fn verify(password: &str, phc: &str) -> bool {
 /// Keystone limits passwords to 4096 bytes before hashing.
 pub const MAX_PASSWORD_LEN: usize = 4096;
 
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn the_verified_cache_never_admits_a_wrong_password() {
-        let cache = super::VerifiedCache::default();
-        let h = super::hash("pw-one").unwrap();
-        assert!(!cache.verify("u", &h, "pw-two").await.unwrap());
-        assert!(cache.verify("u", &h, "pw-one").await.unwrap());
-        assert!(
-            cache.verify("u", &h, "pw-one").await.unwrap(),
-            "cached success"
-        );
-        assert!(
-            !cache.verify("u", &h, "pw-two").await.unwrap(),
-            "still refused after a cached success"
-        );
-        let changed = super::hash("pw-two").unwrap();
-        assert!(
-            !cache.verify("u", &changed, "pw-one").await.unwrap(),
-            "a new hash invalidates"
-        );
-    }
-
-    #[test]
-    fn hashes_verify_only_their_password() {
-        let h = super::hash("correct horse").unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(super::verify("correct horse", &h));
-        assert!(!super::verify("wrong horse", &h));
-        assert!(!super::verify("correct horse", "not a hash"));
-    }
-}
-
 /// Passwords verified recently, so a user who logs in again and again (the
 /// CLI does, per command) is not made to wait for Argon2 each time.
 ///
@@ -119,5 +86,38 @@ impl VerifiedCache {
             map.insert(fp, std::time::Instant::now());
         }
         Ok(ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_verified_cache_never_admits_a_wrong_password() {
+        let cache = super::VerifiedCache::default();
+        let h = super::hash("pw-one").unwrap();
+        assert!(!cache.verify("u", &h, "pw-two").await.unwrap());
+        assert!(cache.verify("u", &h, "pw-one").await.unwrap());
+        assert!(
+            cache.verify("u", &h, "pw-one").await.unwrap(),
+            "cached success"
+        );
+        assert!(
+            !cache.verify("u", &h, "pw-two").await.unwrap(),
+            "still refused after a cached success"
+        );
+        let changed = super::hash("pw-two").unwrap();
+        assert!(
+            !cache.verify("u", &changed, "pw-one").await.unwrap(),
+            "a new hash invalidates"
+        );
+    }
+
+    #[test]
+    fn hashes_verify_only_their_password() {
+        let h = super::hash("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(super::verify("correct horse", &h));
+        assert!(!super::verify("wrong horse", &h));
+        assert!(!super::verify("correct horse", "not a hash"));
     }
 }
