@@ -259,6 +259,22 @@ impl Verifier {
 
     /// Checks the next event.
     pub fn event(&mut self, ev: &StoredEvent) -> Result<(), VerifyError> {
+        self.events(std::slice::from_ref(ev))
+    }
+
+    /// Checks the next events, in order. What each event says about itself
+    /// (its hash, its body, its columns) is checked on all cores; the links
+    /// between events and the checkpoints are then walked in order, so the
+    /// error names the first broken event either way.
+    pub fn events(&mut self, events: &[StoredEvent]) -> Result<(), VerifyError> {
+        let intrinsic = check_all_intrinsic(events);
+        for (ev, problem) in events.iter().zip(intrinsic) {
+            self.link(ev, problem)?;
+        }
+        Ok(())
+    }
+
+    fn link(&mut self, ev: &StoredEvent, intrinsic: Option<Problem>) -> Result<(), VerifyError> {
         let fail = |checkpoint_seq, problem| VerifyError {
             event: Some((ev.seq, ev.id.clone())),
             checkpoint_seq,
@@ -288,25 +304,8 @@ impl Verifier {
                 },
             ));
         }
-        let computed = link_hash(&ev.prev_hash, &ev.body);
-        if computed != ev.hash {
-            return Err(fail(
-                None,
-                Problem::HashMismatch {
-                    stored: ev.hash.clone(),
-                    computed,
-                },
-            ));
-        }
-        let parsed =
-            indexed_from_body(&ev.body).ok_or_else(|| fail(None, Problem::MalformedBody))?;
-        if parsed.id != ev.id {
-            return Err(fail(None, Problem::ColumnMismatch { column: "id" }));
-        }
-        if let Some(cols) = &ev.columns {
-            if let Some(column) = first_difference(cols, &parsed) {
-                return Err(fail(None, Problem::ColumnMismatch { column }));
-            }
+        if let Some(problem) = intrinsic {
+            return Err(fail(None, problem));
         }
         if let Some(cp) = self.checkpoints.get(&ev.seq) {
             self.check_signature(cp)
@@ -322,7 +321,7 @@ impl Verifier {
             }
         }
         self.events += 1;
-        self.head = Some((ev.seq, computed));
+        self.head = Some((ev.seq, ev.hash.clone()));
         Ok(())
     }
 
@@ -368,6 +367,45 @@ impl Verifier {
             key_id: self.key_id,
         })
     }
+}
+
+/// What is wrong with each event on its own, computed in parallel.
+fn check_all_intrinsic(events: &[StoredEvent]) -> Vec<Option<Problem>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || events.len() < 256 {
+        return events.iter().map(check_intrinsic).collect();
+    }
+    let chunk = events.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = events
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(check_intrinsic).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// The stored hash must be the hash of the stored body, and the indexed
+/// columns must say what the body says.
+fn check_intrinsic(ev: &StoredEvent) -> Option<Problem> {
+    let computed = link_hash(&ev.prev_hash, &ev.body);
+    if computed != ev.hash {
+        return Some(Problem::HashMismatch {
+            stored: ev.hash.clone(),
+            computed,
+        });
+    }
+    let Some(parsed) = indexed_from_body(&ev.body) else {
+        return Some(Problem::MalformedBody);
+    };
+    if parsed.id != ev.id {
+        return Some(Problem::ColumnMismatch { column: "id" });
+    }
+    let column = first_difference(ev.columns.as_ref()?, &parsed)?;
+    Some(Problem::ColumnMismatch { column })
 }
 
 fn first_difference(a: &Indexed, b: &Indexed) -> Option<&'static str> {

@@ -10,10 +10,12 @@ pub mod cadf;
 pub mod chain;
 pub mod key;
 mod log;
+pub mod retention;
 mod store;
 pub mod verify;
 
 pub use chain::{Checkpoint, Problem, Summary, VerifyError};
 pub use key::{AuditKey, KEY_FILE_NAME};
 pub use log::{AuditConfig, AuditLog};
+pub use retention::{prune, spawn_retention, PruneReport, DEFAULT_RETENTION};
 pub use verify::{export, verify_export, verify_store, ExportSummary, VerifyFailure};

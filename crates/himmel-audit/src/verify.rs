@@ -54,15 +54,29 @@ impl From<sqlx::Error> for VerifyFailure {
 pub async fn verify_store(db: &Db, key: &VerifyingKey) -> Result<Summary, VerifyFailure> {
     let mut tx = store::snapshot(db).await?;
     let mut verifier = Verifier::new(*key, store::checkpoints(&mut tx).await?);
-    let mut after = i64::MIN;
+    let mut page = store::events_after(&mut tx, i64::MIN, PAGE).await?;
     loop {
-        let page = store::events_after(&mut tx, after, PAGE).await?;
-        for ev in &page {
-            verifier.event(ev)?;
-        }
-        match page.last() {
-            Some(last) if page.len() as i64 == PAGE => after = last.seq,
-            _ => break,
+        // Check this page on other threads while the next one is read.
+        let more = (page.len() as i64 == PAGE)
+            .then(|| page.last().map(|e| e.seq))
+            .flatten();
+        let check = tokio::task::spawn_blocking(move || {
+            let result = verifier.events(&page);
+            (verifier, result)
+        });
+        let next = async {
+            match more {
+                Some(after) => store::events_after(&mut tx, after, PAGE).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (checked, next) = tokio::join!(check, next);
+        let (v, result) = checked.map_err(|e| VerifyFailure::Unreadable(e.into()))?;
+        verifier = v;
+        result?;
+        match next? {
+            Some(p) => page = p,
+            None => break,
         }
     }
     tx.rollback().await?;
@@ -198,6 +212,7 @@ pub async fn verify_export<R: AsyncBufRead + Unpin>(
     };
     let mut checkpoints = Vec::new();
     let mut verifier: Option<Verifier> = None;
+    let mut batch = Vec::new();
     while let Some(text) = lines
         .next_line()
         .await
@@ -209,7 +224,7 @@ pub async fn verify_export<R: AsyncBufRead + Unpin>(
         }
         match serde_json::from_str::<Line>(&text).map_err(|e| unreadable(line_no, e.to_string()))? {
             Line::Header { .. } => return Err(unreadable(line_no, "second header".into())),
-            Line::Checkpoint(cp) if verifier.is_none() => checkpoints.push(cp),
+            Line::Checkpoint(cp) if verifier.is_none() && batch.is_empty() => checkpoints.push(cp),
             Line::Checkpoint(_) => {
                 return Err(unreadable(
                     line_no,
@@ -223,19 +238,25 @@ pub async fn verify_export<R: AsyncBufRead + Unpin>(
                 hash,
                 body,
             } => {
-                let v = verifier
-                    .get_or_insert_with(|| Verifier::new(key, std::mem::take(&mut checkpoints)));
-                v.event(&StoredEvent {
+                batch.push(StoredEvent {
                     seq,
                     id,
                     prev_hash,
                     hash,
                     body,
                     columns: None,
-                })?;
+                });
+                if batch.len() >= PAGE as usize {
+                    let v = verifier.get_or_insert_with(|| {
+                        Verifier::new(key, std::mem::take(&mut checkpoints))
+                    });
+                    v.events(&batch)?;
+                    batch.clear();
+                }
             }
         }
     }
-    let verifier = verifier.unwrap_or_else(|| Verifier::new(key, checkpoints));
+    let mut verifier = verifier.unwrap_or_else(|| Verifier::new(key, checkpoints));
+    verifier.events(&batch)?;
     Ok(verifier.finish()?)
 }
