@@ -1,5 +1,6 @@
 //! `himmel`: a sovereign cloud region in one binary.
 
+mod audit;
 mod config;
 mod doctor;
 mod serve;
@@ -42,6 +43,11 @@ enum AdminCommand {
         #[arg(long, default_value_t = 3)]
         max_active_keys: usize,
     },
+    /// The audit trail: verify it, or export it for verification elsewhere.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 println!("running servers pick the new keys up within a minute");
                 Ok(())
             }
+            AdminCommand::Audit { command } => runtime.block_on(audit::run(command)),
         },
     }
 }

@@ -55,8 +55,17 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         println!("clouds.yaml: {}", s.data_dir.join("clouds.yaml").display());
     }
 
-    let audit = Arc::new(DiscardAudit);
-    let pipeline = Pipeline::new(Arc::new(identity.clone()), audit);
+    let audit_key = himmel_audit::AuditKey::load_or_create(&crate::audit::key_path(&s.data_dir))?;
+    let audit = himmel_audit::AuditLog::start(
+        db.clone(),
+        audit_key,
+        himmel_audit::AuditConfig {
+            observer_id: s.region.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(audit.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(himmel_identity::routes(&pipeline, identity.clone()))
@@ -129,14 +138,4 @@ fn write_clouds_yaml(s: &Settings, auth_url: &str, password: &str) -> anyhow::Re
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     Ok(())
-}
-
-/// Placeholder until the audit trail is wired in.
-struct DiscardAudit;
-
-#[async_trait::async_trait]
-impl himmel_http::AuditSink for DiscardAudit {
-    async fn record(&self, _: himmel_http::AuditRecord, _: bool) -> Result<(), himmel_core::Error> {
-        Ok(())
-    }
 }
