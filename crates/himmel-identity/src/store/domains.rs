@@ -85,3 +85,91 @@ pub async fn resolve(db: &Db, reference: &Value) -> Result<Domain, Error> {
         .unwrap_or("");
     found.ok_or_else(|| Error::Unauthorized(format!("Could not find domain: {label}.")))
 }
+
+pub async fn list(db: &Db) -> Result<Vec<Domain>, Error> {
+    let rows = sqlx::query("SELECT * FROM domains ORDER BY name")
+        .fetch_all(db.pool())
+        .await
+        .map_err(db_err)?;
+    Ok(rows.iter().map(Domain::from_row).collect())
+}
+
+fn conflict(e: sqlx::Error, d: &Domain) -> Error {
+    if himmel_db::is_unique_violation(&e) {
+        Error::Conflict(format!(
+            "Conflict occurred attempting to store domain - Duplicate entry found with name {}.",
+            d.name
+        ))
+    } else {
+        db_err(e)
+    }
+}
+
+pub async fn create(db: &Db, d: &Domain) -> Result<(), Error> {
+    let now = super::now_us();
+    let mut tx = db.begin_write().await.map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO domains (id, name, description, enabled, extra, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(&d.id)
+    .bind(&d.name)
+    .bind(&d.description)
+    .bind(himmel_db::b(d.enabled))
+    .bind(d.extra.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict(e, d))?;
+    tx.commit().await.map_err(db_err)
+}
+
+pub async fn update(db: &Db, d: &Domain) -> Result<(), Error> {
+    let mut tx = db.begin_write().await.map_err(db_err)?;
+    sqlx::query(
+        "UPDATE domains SET name = $2, description = $3, enabled = $4, extra = $5, updated_at = $6 \
+         WHERE id = $1",
+    )
+    .bind(&d.id)
+    .bind(&d.name)
+    .bind(&d.description)
+    .bind(himmel_db::b(d.enabled))
+    .bind(d.extra.to_string())
+    .bind(super::now_us())
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict(e, d))?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// Deletes a domain with everything in it: its projects, users and groups,
+/// its domain-specific roles, and every role assignment on or by them.
+/// Credentials, memberships and password history go with their users.
+pub async fn delete_cascade(db: &Db, domain_id: &str) -> Result<(), Error> {
+    const STEPS: &[&str] = &[
+        "DELETE FROM role_assignments WHERE target_type = 'project' \
+         AND target_id IN (SELECT id FROM projects WHERE domain_id = $1)",
+        "DELETE FROM role_assignments WHERE target_type = 'domain' AND target_id = $1",
+        "DELETE FROM role_assignments WHERE actor_type = 'user' \
+         AND actor_id IN (SELECT id FROM users WHERE domain_id = $1)",
+        "DELETE FROM role_assignments WHERE actor_type = 'group' \
+         AND actor_id IN (SELECT id FROM groups WHERE domain_id = $1)",
+        "DELETE FROM roles WHERE domain_id = $1",
+        "DELETE FROM project_tags WHERE project_id IN (SELECT id FROM projects WHERE domain_id = $1)",
+        "DELETE FROM projects WHERE domain_id = $1",
+        "DELETE FROM group_members WHERE group_id IN (SELECT id FROM groups WHERE domain_id = $1) \
+         OR user_id IN (SELECT id FROM users WHERE domain_id = $1)",
+        "DELETE FROM groups WHERE domain_id = $1",
+        "DELETE FROM users WHERE domain_id = $1",
+        "DELETE FROM domains WHERE id = $1",
+    ];
+    let mut tx = db.begin_write().await.map_err(db_err)?;
+    for step in STEPS {
+        sqlx::query(step)
+            .bind(domain_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
