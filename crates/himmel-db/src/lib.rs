@@ -163,6 +163,12 @@ pub mod testing {
     /// Creates a new, empty database on the PostgreSQL server at `base_url`
     /// (e.g. `postgres://postgres@127.0.0.1:5432`) and connects to it.
     pub async fn fresh_postgres(base_url: &str) -> Db {
+        let url = fresh_postgres_url(base_url).await;
+        Db::connect(&url).await.expect("connect test database")
+    }
+
+    /// Creates a new, empty database on the server and returns its URL.
+    pub async fn fresh_postgres_url(base_url: &str) -> String {
         sqlx::any::install_default_drivers();
         let base = base_url.trim_end_matches('/');
         let name = format!("himmel_test_{}", uuid_like());
@@ -174,9 +180,7 @@ pub mod testing {
             .await
             .expect("create database");
         admin.close().await;
-        Db::connect(&format!("{base}/{name}"))
-            .await
-            .expect("connect test database")
+        format!("{base}/{name}")
     }
 
     fn uuid_like() -> String {
