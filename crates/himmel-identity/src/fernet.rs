@@ -272,6 +272,17 @@ impl KeyRepository {
 }
 
 impl Keys {
+    /// Encrypts arbitrary bytes with the primary key (credential blobs,
+    /// auth receipts); the result is a padded Fernet token.
+    pub fn encrypt(&self, plain: &[u8]) -> String {
+        self.multi.encrypt(plain)
+    }
+
+    /// Decrypts what [`Keys::encrypt`] produced, with any active key.
+    pub fn decrypt(&self, token: &str) -> Option<Vec<u8>> {
+        self.multi.decrypt(token).ok()
+    }
+
     pub fn seal(&self, payload: &Payload) -> String {
         self.multi
             .encrypt(&payload.encode())

@@ -46,6 +46,9 @@ pub struct Config {
     pub token_expiration: i64,
     pub fernet_dir: PathBuf,
     pub max_active_keys: usize,
+    /// A separate Fernet key repository that encrypts credential blobs at
+    /// rest (Keystone's `[credential] key_repository`).
+    pub credential_key_dir: PathBuf,
     pub security: SecurityCompliance,
     /// The region this server runs.
     pub region: String,
@@ -61,6 +64,7 @@ struct Inner {
     db: Db,
     config: Config,
     keys: RwLock<Arc<fernet::Keys>>,
+    credential_keys: fernet::Keys,
     revocations: store::revocation::RevocationCache,
     token_cache: token_cache::TokenCache,
     verified_passwords: password::VerifiedCache,
@@ -73,12 +77,16 @@ impl Identity {
         let repo = fernet::KeyRepository::new(&config.fernet_dir, config.max_active_keys);
         repo.setup()?;
         let keys = repo.load()?;
+        let credential_repo = fernet::KeyRepository::new(&config.credential_key_dir, 3);
+        credential_repo.setup()?;
+        let credential_keys = credential_repo.load()?;
         let revocations = store::revocation::RevocationCache::load(&db).await?;
         Ok(Identity {
             inner: Arc::new(Inner {
                 db,
                 config,
                 keys: RwLock::new(Arc::new(keys)),
+                credential_keys,
                 revocations,
                 token_cache: Default::default(),
                 verified_passwords: Default::default(),
@@ -108,6 +116,11 @@ impl Identity {
         let keys = fernet::KeyRepository::new(&c.fernet_dir, c.max_active_keys).load()?;
         *self.inner.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         Ok(())
+    }
+
+    /// The keys that encrypt credential blobs.
+    pub(crate) fn credential_keys(&self) -> &fernet::Keys {
+        &self.inner.credential_keys
     }
 
     pub fn revocations(&self) -> &store::revocation::RevocationCache {

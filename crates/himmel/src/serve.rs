@@ -33,6 +33,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             token_expiration: s.token_expiration,
             fernet_dir: fernet_dir(&s.data_dir),
             max_active_keys: 3,
+            credential_key_dir: s.data_dir.join("credential-keys"),
             security: s.security.clone(),
             region: s.region.clone(),
         },

@@ -2,6 +2,7 @@
 
 pub mod assignments;
 pub mod catalog;
+pub mod credentials;
 pub mod domains;
 pub mod projects;
 pub mod revocation;

@@ -69,6 +69,7 @@ impl Region {
                 token_expiration: 3600,
                 fernet_dir: dir.path().join("fernet"),
                 max_active_keys: 3,
+                credential_key_dir: dir.path().join("credential-keys"),
                 security,
                 region: "RegionOne".into(),
             },
