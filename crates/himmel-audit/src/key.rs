@@ -41,6 +41,15 @@ impl AuditKey {
         }
     }
 
+    /// Loads the key at `path`; fails when there is none (verification
+    /// must never invent a key).
+    pub fn load(path: &Path) -> anyhow::Result<AuditKey> {
+        if !path.exists() {
+            bail!("no audit key at {}", path.display());
+        }
+        Self::load_or_create(path)
+    }
+
     fn create(path: &Path) -> anyhow::Result<AuditKey> {
         let signing = SigningKey::generate(&mut rand::rngs::OsRng);
         let pem = signing

@@ -6,14 +6,18 @@
 //! audit key ([`AuditKey`]); [`verify_store`] and [`verify_export`] recompute
 //! the chain and name the first broken link.
 
+pub mod admin;
+mod api;
 pub mod cadf;
 pub mod chain;
 pub mod key;
 mod log;
+pub mod policy;
 pub mod retention;
 mod store;
 pub mod verify;
 
+pub use api::routes;
 pub use chain::{Checkpoint, Problem, Summary, VerifyError};
 pub use key::{AuditKey, KEY_FILE_NAME};
 pub use log::{AuditConfig, AuditLog};
