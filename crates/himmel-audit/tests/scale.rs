@@ -30,7 +30,10 @@ async fn hundred_thousand_events_verify_quickly(env: Env) {
         summary.checkpoints >= 1 && summary.unsigned_tail < 10_000,
         "{summary:?}"
     );
-    assert!(verified.as_secs() < 10, "verify took {verified:?}");
+    // About 5 s on an idle two-core machine in a debug build; the bound is
+    // loose so a busy machine does not fail it, yet catches anything
+    // worse than linear.
+    assert!(verified.as_secs() < 60, "verify took {verified:?}");
 }
 
 on_both_engines!(hundred_thousand_events_verify_quickly);
