@@ -27,6 +27,8 @@ macro_rules! operations {
 
 operations! {
     VERSIONS = "identity:get_versions", "identity/version", [Public];
+    // Requests for paths that do not exist are answered (404) and audited too.
+    UNKNOWN_PATH = "identity:unknown_path", "identity/unknown", [Public];
     CREATE_TOKEN = "identity:create_token", "identity/token", [Public];
     VALIDATE_TOKEN = "identity:validate_token", "identity/token", [ADMIN, SYSTEM_READER, Role("service"), Owner];
     CHECK_TOKEN = "identity:check_token", "identity/token", [ADMIN, SYSTEM_READER, Role("service"), Owner];

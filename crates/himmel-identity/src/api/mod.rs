@@ -12,6 +12,7 @@ mod roles;
 mod users;
 mod versions;
 
+use axum::routing::MethodFilter;
 use axum::Router;
 use himmel_http::Pipeline;
 
@@ -31,7 +32,35 @@ pub fn routes(p: &Pipeline, identity: Identity) -> Router {
         .merge(catalog::routes(p))
         .merge(credentials::routes(p))
         .merge(application_credentials::routes(p))
+        .fallback(p.on(
+            &crate::policy::SERVICE,
+            &crate::policy::UNKNOWN_PATH,
+            any_method(),
+            unknown_path,
+        ))
         .with_state(identity)
+}
+
+fn any_method() -> MethodFilter {
+    use MethodFilter as M;
+    [
+        M::POST,
+        M::PUT,
+        M::PATCH,
+        M::DELETE,
+        M::HEAD,
+        M::OPTIONS,
+        M::TRACE,
+        M::CONNECT,
+    ]
+    .into_iter()
+    .fold(M::GET, MethodFilter::or)
+}
+
+async fn unknown_path() -> himmel_http::ApiError {
+    himmel_http::ApiError(himmel_core::Error::NotFound(
+        "The resource could not be found.".into(),
+    ))
 }
 
 /// The base URL clients used to reach us, for links.
