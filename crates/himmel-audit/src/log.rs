@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use himmel_core::Error;
@@ -21,12 +22,21 @@ use crate::AuditKey;
 /// Most events one transaction takes; more wait for the next one.
 const MAX_BATCH: usize = 10_000;
 
+/// Waits before retrying a failed write.
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// CADF observer id: the region name.
     pub observer_id: String,
     /// Sign a checkpoint after this many events (and on shutdown).
     pub checkpoint_every: u64,
+    /// Sign the head at least this often while events arrive slowly.
+    pub checkpoint_interval: Duration,
     /// Records that may wait for the writer before callers are slowed down.
     pub queue_capacity: usize,
 }
@@ -36,6 +46,7 @@ impl Default for AuditConfig {
         AuditConfig {
             observer_id: "RegionOne".into(),
             checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(300),
             queue_capacity: 100_000,
         }
     }
@@ -78,6 +89,7 @@ impl AuditLog {
             db: db.clone(),
             key: key.clone(),
             checkpoint_every: config.checkpoint_every.max(1) as i64,
+            checkpoint_interval: config.checkpoint_interval.max(Duration::from_secs(1)),
             head,
             last_checkpoint,
             commits: commits.clone(),
@@ -161,6 +173,7 @@ struct Writer {
     db: Db,
     key: AuditKey,
     checkpoint_every: i64,
+    checkpoint_interval: Duration,
     /// (seq, hash) of the last committed event.
     head: (i64, String),
     last_checkpoint: i64,
@@ -169,7 +182,21 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        while let Some(first) = rx.recv().await {
+        let mut quiet_checkpoints = tokio::time::interval(self.checkpoint_interval);
+        quiet_checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = quiet_checkpoints.tick() => {
+                    // Sign the head in quiet times too, so recent events do
+                    // not wait for the next thousand to be covered.
+                    if let Err(e) = self.commit(&[], true).await {
+                        tracing::error!(error = %e, "periodic audit checkpoint failed");
+                    }
+                    continue;
+                }
+            };
+            let Some(first) = first else { break };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -206,8 +233,28 @@ impl Writer {
     }
 
     /// Appends `events` in one transaction, with a checkpoint when one is
-    /// due. On failure the head is re-read, so the chain stays intact.
-    async fn commit(&mut self, events: &[Event], final_checkpoint: bool) -> Result<(), Error> {
+    /// due (or `sign_head` asks for one). A failed attempt re-reads the
+    /// head and is retried, so a passing fault loses nothing and the chain
+    /// stays intact.
+    async fn commit(&mut self, events: &[Event], sign_head: bool) -> Result<(), Error> {
+        let mut attempt = 0;
+        loop {
+            match self.try_commit(events, sign_head).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < RETRY_DELAYS.len() => {
+                    tracing::warn!(error = %e, events = events.len(), "audit write failed, retrying");
+                    tokio::time::sleep(RETRY_DELAYS[attempt]).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, events = events.len(), "audit events could not be written");
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn try_commit(&mut self, events: &[Event], final_checkpoint: bool) -> Result<(), Error> {
         let mut seq = self.head.0;
         let mut hashes = Vec::with_capacity(events.len() + 1);
         hashes.push(self.head.1.clone());
@@ -260,7 +307,6 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "audit events could not be written");
                 if let Ok(head) = store::chain_head(&self.db).await {
                     self.head = head;
                 }

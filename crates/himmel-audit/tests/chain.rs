@@ -210,7 +210,51 @@ async fn group_commit_batches_concurrent_writers(env: Env) {
     assert_eq!(summary.events, 400);
 }
 
+async fn quiet_periods_get_checkpoints(env: Env) {
+    let config = himmel_audit::AuditConfig {
+        checkpoint_interval: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let log = himmel_audit::AuditLog::start(env.db.clone(), env.key.clone(), config)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        log.record(record(i, None, Utc::now()), true).await.unwrap();
+    }
+    let signed = async {
+        loop {
+            let s = verify_store(&env.db, &env.key.verifying_key())
+                .await
+                .unwrap();
+            if s.unsigned_tail == 0 {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(10), signed)
+        .await
+        .expect("the quiet head was never signed");
+    assert_eq!(summary.last_checkpoint_seq, Some(3));
+}
+
+async fn a_second_writer_is_chained_onto_not_overwritten(env: Env) {
+    // Two processes on one database: each write that collides re-reads
+    // the head and is chained after the other's events.
+    let a = start(&env).await;
+    fill(&a, 5).await;
+    let b = start(&env).await;
+    fill(&b, 5).await;
+    a.record(record(99, None, Utc::now()), true).await.unwrap();
+    let summary = verify_store(&env.db, &env.key.verifying_key())
+        .await
+        .unwrap();
+    assert_eq!((summary.events, summary.last_seq), (11, Some(11)));
+}
+
 on_both_engines!(
+    quiet_periods_get_checkpoints,
+    a_second_writer_is_chained_onto_not_overwritten,
     appends_and_verifies,
     restart_continues_the_chain,
     flipped_byte_names_the_event,
