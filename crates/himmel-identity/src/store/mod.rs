@@ -4,8 +4,10 @@ pub mod assignments;
 pub mod catalog;
 pub mod credentials;
 pub mod domains;
+pub mod grants;
 pub mod projects;
 pub mod revocation;
+pub mod roles;
 pub mod users;
 
 use himmel_db::{AnyRow, Row};
