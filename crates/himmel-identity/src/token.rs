@@ -127,7 +127,15 @@ impl Identity {
         self.revocations().refresh_if_stale(self.db()).await?;
         let generation = self.revocations().generation();
         if let Some(info) = self.token_cache().get(token, generation) {
-            if info.expires_at_us > st::now_us() {
+            // Deleting an application credential revokes nothing, so its
+            // tokens look it up even when cached.
+            let app_cred_gone = match &info.app_cred {
+                Some(ac) => {
+                    !crate::store::application_credentials::exists(self.db(), &ac.id).await?
+                }
+                None => false,
+            };
+            if info.expires_at_us > st::now_us() && !app_cred_gone {
                 return Ok(info);
             }
         }

@@ -1,5 +1,6 @@
 //! Queries, one module per resource. Handlers call these, never SQL.
 
+pub mod application_credentials;
 pub mod assignments;
 pub mod catalog;
 pub mod credentials;
