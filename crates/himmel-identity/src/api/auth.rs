@@ -49,9 +49,16 @@ fn subject_header(token: &str) -> Result<HeaderValue, ApiError> {
 async fn issue(
     State(id): State<Identity>,
     Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    let req = crate::auth::authenticate(&id, &body).await?;
+    let receipt = headers
+        .get("openstack-auth-receipt")
+        .and_then(|v| v.to_str().ok());
+    let req = match crate::auth::authenticate(&id, &body, receipt).await? {
+        Ok(req) => req,
+        Err(needs_more) => return receipt_response(needs_more),
+    };
     let (token, info) = id.issue(req).await?;
     let body = body_with_catalog(&id, &info, &q).await?;
     let mut resp = (StatusCode::CREATED, axum::Json(body)).into_response();
@@ -59,6 +66,16 @@ async fn issue(
         .insert("x-subject-token", subject_header(&token)?);
     resp.extensions_mut()
         .insert(AuditTargetId(info.user.id.clone()));
+    Ok(resp)
+}
+
+/// Keystone's answer when more authentication methods are needed: 401,
+/// the receipt in `Openstack-Auth-Receipt` and the rules in the body.
+fn receipt_response(r: crate::auth::totp::ReceiptRequired) -> ApiResult<Response> {
+    let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(r.body)).into_response();
+    resp.headers_mut()
+        .insert("openstack-auth-receipt", subject_header(&r.receipt)?);
+    resp.extensions_mut().insert(AuditTargetId(r.user_id));
     Ok(resp)
 }
 

@@ -35,8 +35,15 @@ fn bad(field: &str) -> Error {
     Error::BadRequest(format!("Invalid input for field '{field}': the request body is not a valid authentication request."))
 }
 
-/// Runs every method of the request and resolves the scope.
-pub async fn authenticate(id: &Identity, body: &Value) -> Result<Issue, Error> {
+/// Runs every method of the request and resolves the scope. `receipt` is
+/// the `Openstack-Auth-Receipt` of an earlier partial authentication, whose
+/// methods count as used. When the user's multi-factor rules are not met
+/// the inner error carries a receipt for the methods that succeeded.
+pub async fn authenticate(
+    id: &Identity,
+    body: &Value,
+    receipt: Option<&str>,
+) -> Result<Result<Issue, totp::ReceiptRequired>, Error> {
     let auth = body
         .get("auth")
         .filter(|a| a.is_object())
@@ -86,8 +93,18 @@ pub async fn authenticate(id: &Identity, body: &Value) -> Result<Issue, Error> {
         });
     }
     let mut r = result.ok_or_else(|| bad("methods"))?;
-    r.methods.dedup();
-    totp::check_mfa_rules(&r.user, &r.methods)?;
+    if let Some(receipt) = receipt {
+        let receipt = totp::open_receipt(id, receipt)?;
+        if receipt.user_id != r.user.id {
+            return Err(unauthorized());
+        }
+        r.methods.extend(receipt.methods);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    r.methods.retain(|m| seen.insert(m.clone()));
+    if let Err(needs_more) = totp::check_mfa_rules(id, &r.user, &r.methods).await? {
+        return Ok(Err(needs_more));
+    }
 
     let scope = match &r.app_cred {
         Some((_, project)) => {
@@ -100,14 +117,14 @@ pub async fn authenticate(id: &Identity, body: &Value) -> Result<Issue, Error> {
         }
         None => resolve_scope(id, auth.get("scope"), &r.user).await?,
     };
-    Ok(Issue {
+    Ok(Ok(Issue {
         user: r.user,
         methods: r.methods,
         scope,
         parent_audit_id: r.parent_audit_id,
         expires_cap_us: r.expires_cap_us,
         app_cred_id: r.app_cred.map(|(id, _)| id),
-    })
+    }))
 }
 
 async fn resolve_scope(

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use himmel_core::time::{from_unix_micros, iso_micro};
 use himmel_core::Error;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -157,16 +158,120 @@ pub fn satisfies_mfa_rules(user: &User, methods: &[String]) -> bool {
         })
 }
 
-/// Checks the user's `multi_factor_auth_rules` against the methods used.
-pub fn check_mfa_rules(user: &User, methods: &[String]) -> Result<(), Error> {
+/// How long a receipt for a partial authentication stays valid (Keystone's
+/// `[receipt] expiration` default).
+const RECEIPT_SECONDS: i64 = 300;
+
+/// A partial authentication: the methods that succeeded, for a follow-up
+/// request that presents the `Openstack-Auth-Receipt` header plus the
+/// missing methods. Sealed with the token keys, as Keystone does by
+/// default; its payload never decodes as a token, nor a token as a receipt.
+#[derive(Debug)]
+pub struct Receipt {
+    pub user_id: String,
+    pub methods: Vec<String>,
+    pub expires_at_us: i64,
+}
+
+impl Receipt {
+    fn encode(&self) -> Vec<u8> {
+        let v = rmpv::Value::Array(vec![
+            rmpv::Value::from(self.user_id.as_str()),
+            rmpv::Value::from(crate::fernet::methods_to_int(&self.methods)),
+            rmpv::Value::from(self.expires_at_us),
+        ]);
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &v).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Receipt> {
+        let v = rmpv::decode::read_value(&mut &bytes[..]).ok()?;
+        let arr = v.as_array().filter(|a| a.len() == 3)?;
+        Some(Receipt {
+            user_id: arr[0].as_str()?.to_owned(),
+            methods: crate::fernet::int_to_methods(arr[1].as_u64()?),
+            expires_at_us: arr[2].as_i64()?,
+        })
+    }
+}
+
+/// Opens a receipt a client presented; any failure is a 401.
+pub fn open_receipt(id: &Identity, receipt: &str) -> Result<Receipt, Error> {
+    let invalid = || Error::Unauthorized("The auth receipt is not valid or has expired.".into());
+    if receipt.len() > 1024 {
+        return Err(invalid());
+    }
+    let padded = format!("{receipt}{}", "=".repeat((4 - receipt.len() % 4) % 4));
+    let r = id
+        .keys()
+        .decrypt(&padded)
+        .and_then(|b| Receipt::decode(&b))
+        .ok_or_else(invalid)?;
+    if r.expires_at_us <= crate::store::now_us() {
+        return Err(invalid());
+    }
+    Ok(r)
+}
+
+/// A 401 that tells the client which methods are still missing, with a
+/// receipt for the ones that succeeded.
+#[derive(Debug)]
+pub struct ReceiptRequired {
+    pub receipt: String,
+    pub body: Value,
+    pub user_id: String,
+}
+
+async fn receipt_required(
+    id: &Identity,
+    user: &User,
+    methods: &[String],
+) -> Result<ReceiptRequired, Error> {
+    let now = crate::store::now_us();
+    let receipt = Receipt {
+        user_id: user.id.clone(),
+        methods: methods.to_vec(),
+        expires_at_us: now + RECEIPT_SECONDS * 1_000_000,
+    };
+    let sealed = id.keys().encrypt(&receipt.encode());
+    let domain = crate::store::domains::get(id.db(), &user.domain_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Unauthorized("The request you have made requires authentication.".into())
+        })?;
+    let iso = |us| iso_micro(from_unix_micros(us));
+    let body = serde_json::json!({
+        "receipt": {
+            "methods": methods,
+            "user": {
+                "id": user.id,
+                "name": user.name,
+                "domain": {"id": domain.id, "name": domain.name},
+            },
+            "expires_at": iso(receipt.expires_at_us),
+            "issued_at": iso(now),
+        },
+        "required_auth_methods": mfa_rules(user),
+    });
+    Ok(ReceiptRequired {
+        receipt: sealed.trim_end_matches('=').to_owned(),
+        body,
+        user_id: user.id.clone(),
+    })
+}
+
+/// Checks the user's `multi_factor_auth_rules` against the methods used;
+/// when they fall short the answer is a receipt for what succeeded.
+pub async fn check_mfa_rules(
+    id: &Identity,
+    user: &User,
+    methods: &[String],
+) -> Result<Result<(), ReceiptRequired>, Error> {
     if satisfies_mfa_rules(user, methods) {
-        Ok(())
+        Ok(Ok(()))
     } else {
-        Err(Error::Unauthorized(format!(
-            "Insufficient auth methods received for {}. Auth Methods Provided [{}].",
-            user.id,
-            methods.join(",")
-        )))
+        Ok(Err(receipt_required(id, user, methods).await?))
     }
 }
 
