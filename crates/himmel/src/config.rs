@@ -62,7 +62,6 @@ pub struct Settings {
     pub region: String,
     pub public_url: String,
     pub token_expiration: i64,
-    #[allow(dead_code)] // read once the audit trail is wired in
     pub audit_retention_days: u32,
     pub security: himmel_identity::SecurityCompliance,
 }

@@ -56,19 +56,14 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         println!("clouds.yaml: {}", s.data_dir.join("clouds.yaml").display());
     }
 
-    let audit_key = himmel_audit::AuditKey::load_or_create(&crate::audit::key_path(&s.data_dir))?;
-    let audit = himmel_audit::AuditLog::start(
-        db.clone(),
-        audit_key,
-        himmel_audit::AuditConfig {
-            observer_id: s.region.clone(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let retention = std::time::Duration::from_secs(u64::from(s.audit_retention_days) * 86_400);
+    let audit =
+        himmel_audit::admin::start_for_region(db.clone(), &s.data_dir, &s.region, retention)
+            .await?;
     let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(audit.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(himmel_audit::routes(&pipeline, audit.clone()))
         .merge(himmel_identity::routes(&pipeline, identity.clone()))
         .fallback(|| async { himmel_http::pipeline::not_found(himmel_http::ErrorFormat::Keystone) })
         .layer(DefaultBodyLimit::max(MAX_BODY));
@@ -89,6 +84,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    // Everything answered is in the trail; seal its head with a checkpoint.
+    audit.shutdown().await?;
     tracing::info!("drained, exiting");
     Ok(())
 }
