@@ -80,13 +80,17 @@ async fn app_credentials(region: &Region) {
         .unwrap()
         .ends_with(&format!("{base}/{ci_id}")));
 
-    // An unrestricted one with the caller's roles and its own secret.
+    // An unrestricted one with the caller's roles and its own secret, in
+    // the shape openstacksdk sends (empty lists and nulls for defaults).
     let (status, created) = region
         .call(
             "POST",
             &base,
             &erin_token,
-            app_cred(json!({"name": "full", "secret": "erin-own-secret", "unrestricted": true})),
+            app_cred(
+                json!({"name": "full", "secret": "erin-own-secret", "unrestricted": true,
+                "roles": [], "access_rules": [], "description": null, "expires_at": null}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{created}");

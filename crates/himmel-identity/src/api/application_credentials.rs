@@ -239,7 +239,11 @@ async fn create(
         .await?
         .ok_or_else(|| Error::not_found("project", project_id))?;
     let held = assignments::effective_roles(id.db(), &user_id, &On::Project(&project)).await?;
-    let roles = match obj.get("roles") {
+    // openstacksdk sends `"roles": []` when none were named: the default.
+    let roles = match obj
+        .get("roles")
+        .filter(|r| r.as_array().is_none_or(|a| !a.is_empty()))
+    {
         None | Some(Value::Null) => held
             .iter()
             .filter(|r| ctx.roles.contains(&r.name))
