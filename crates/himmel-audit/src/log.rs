@@ -182,7 +182,11 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut quiet_checkpoints = tokio::time::interval(self.checkpoint_interval);
+        // The first quiet checkpoint is one period from now, not at once.
+        let mut quiet_checkpoints = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.checkpoint_interval,
+            self.checkpoint_interval,
+        );
         quiet_checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
