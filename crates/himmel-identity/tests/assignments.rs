@@ -507,6 +507,44 @@ async fn manager_is_confined_to_its_domain(region: &Region) {
         region.call("PUT", &admin_on_domain, &mgr, None).await.0,
         403
     );
+    // Nor the service role, nor a custom global role that implies admin.
+    let service_role = role_id(region, &admin, "service").await;
+    let service_in_a = format!(
+        "/v3/projects/{}/users/{}/roles/{service_role}",
+        w.project_a, w.bob
+    );
+    assert_eq!(region.call("PUT", &service_in_a, &mgr, None).await.0, 403);
+    let (status, body) = region
+        .call(
+            "POST",
+            "/v3/roles",
+            &admin,
+            Some(json!({"role": {"name": "boss"}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let boss = body["role"]["id"].as_str().unwrap().to_string();
+    let boss_in_a = format!("/v3/projects/{}/users/{}/roles/{boss}", w.project_a, w.bob);
+    assert_eq!(region.call("PUT", &boss_in_a, &mgr, None).await.0, 403);
+    // A role of its own domain, implying member: allowed.
+    let (status, body) = region
+        .call(
+            "POST",
+            "/v3/roles",
+            &admin,
+            Some(json!({"role": {"name": "alpha-dev", "domain_id": w.domain_a}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dev = body["role"]["id"].as_str().unwrap().to_string();
+    let implies = format!("/v3/roles/{dev}/implies/{member}");
+    assert_eq!(region.call("PUT", &implies, &admin, None).await.0, 201);
+    let dev_in_a = format!("/v3/projects/{}/users/{}/roles/{dev}", w.project_a, w.bob);
+    assert_eq!(region.call("PUT", &dev_in_a, &mgr, None).await.0, 204);
+    // ... but not on another domain's project, even by the cloud admin.
+    let dev_in_b = format!("/v3/projects/{}/users/{}/roles/{dev}", w.project_b, w.carol);
+    assert_eq!(region.call("PUT", &dev_in_b, &admin, None).await.0, 403);
+
     // System grants are for the cloud admin.
     let sys = format!("/v3/system/users/{}/roles/{member}", w.bob);
     assert_eq!(region.call("PUT", &sys, &mgr, None).await.0, 403);
@@ -610,6 +648,15 @@ async fn bad_grants_and_bad_filters() {
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["error"]["code"], 400);
     }
+    let (status, _) = region
+        .call(
+            "GET",
+            "/v3/role_assignments?scope.project.id=nope&include_subtree=true",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
     // A token without roles cannot list or grant.
     let (status, _) = region
         .call("GET", "/v3/role_assignments", "garbage", None)

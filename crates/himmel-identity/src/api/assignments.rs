@@ -114,9 +114,23 @@ fn role_id(gp: &GrantPath) -> ApiResult<&str> {
         .ok_or_else(|| ApiError(Error::Internal("grant route without a role".into())))
 }
 
-/// A domain manager may hand out and take back ordinary roles only.
+/// Global roles a domain manager may hand out and take back (Keystone's
+/// default list).
+const DOMAIN_MANAGED_ROLES: &[&str] = &["manager", "member", "reader"];
+
+/// Roles that reach beyond a domain: `admin` rules the cloud, `service`
+/// validates anyone's tokens.
+const PRIVILEGED_ROLES: &[&str] = &["admin", "service"];
+
+/// A caller who is not the cloud admin (a domain manager) may grant and
+/// revoke the domain-managed global roles and its domain's own roles,
+/// never one that confers a privileged role.
 async fn check_role_allowed(id: &Identity, ctx: &Ctx, role: &Role, action: &str) -> ApiResult<()> {
-    if !ctx.has_role("admin") && roles::confers_admin(id.db(), role).await? {
+    if ctx.has_role("admin") {
+        return Ok(());
+    }
+    let listed = role.domain_id.is_some() || DOMAIN_MANAGED_ROLES.contains(&role.name.as_str());
+    if !listed || roles::confers_any(id.db(), role, PRIVILEGED_ROLES).await? {
         return Err(ApiError(Error::Forbidden(format!(
             "You are not authorized to perform the requested action: {action}."
         ))));
@@ -532,6 +546,9 @@ async fn list_role_assignments(
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
+    if let Some(p) = project_id.filter(|p| include_subtree && !tree.by_id.contains_key(*p)) {
+        return Err(ApiError(Error::not_found("project", p)));
+    }
     let projects_in_scope: Option<BTreeSet<String>> = project_id.map(|p| {
         let mut set = BTreeSet::from([p.to_string()]);
         if include_subtree {

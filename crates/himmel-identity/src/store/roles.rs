@@ -274,11 +274,11 @@ pub async fn delete_implication(db: &Db, prior: &str, implied: &str) -> Result<b
     Ok(done.rows_affected() > 0)
 }
 
-/// True when holding `role` gives the `admin` role (it is admin, or
-/// implies it): what a domain manager may never hand out.
-pub async fn confers_admin(db: &Db, role: &Role) -> Result<bool, Error> {
-    let is_admin = |r: &Role| r.domain_id.is_none() && r.name == "admin";
-    if is_admin(role) {
+/// True when holding `role` gives one of the global roles named in
+/// `names` (it is one, or implies one).
+pub async fn confers_any(db: &Db, role: &Role, names: &[&str]) -> Result<bool, Error> {
+    let named = |r: &Role| r.domain_id.is_none() && names.contains(&r.name.as_str());
+    if named(role) {
         return Ok(true);
     }
     let reached = reachable(&implications(db).await?, &role.id);
@@ -288,5 +288,5 @@ pub async fn confers_admin(db: &Db, role: &Role) -> Result<bool, Error> {
     Ok(all(db)
         .await?
         .iter()
-        .any(|r| is_admin(r) && reached.contains(&r.id)))
+        .any(|r| named(r) && reached.contains(&r.id)))
 }
