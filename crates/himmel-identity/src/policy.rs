@@ -62,7 +62,9 @@ operations! {
     CREATE_USER = "identity:create_user", "identity/user", [ADMIN, DOMAIN_MANAGER];
     UPDATE_USER = "identity:update_user", "identity/user", [ADMIN, DOMAIN_MANAGER];
     DELETE_USER = "identity:delete_user", "identity/user", [ADMIN, DOMAIN_MANAGER];
-    CHANGE_PASSWORD = "identity:change_password", "identity/user/password", [Owner];
+    // Public as in Keystone: the original password proves who asks, and a
+    // user whose password expired cannot get a token to change it.
+    CHANGE_PASSWORD = "identity:change_password", "identity/user/password", [Public];
 
     LIST_GROUPS = "identity:list_groups", "identity/group", [ADMIN, SYSTEM_READER, DOMAIN_READER];
     GET_GROUP = "identity:get_group", "identity/group", [ADMIN, SYSTEM_READER, DOMAIN_READER];
