@@ -438,9 +438,272 @@ async fn domain_manager_confinement(region: &Region) {
     assert_eq!(status, 404);
 }
 
+async fn groups_and_membership(region: &Region) {
+    let admin = region.admin_token().await;
+    let g = post(
+        region,
+        &admin,
+        "/v3/groups",
+        "group",
+        json!({"name": "ops", "description": "operators", "pager": "yes"}),
+    )
+    .await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["domain_id"], "default");
+    assert_eq!(g["pager"], "yes");
+    assert_eq!(g["links"]["self"], format!("/v3/groups/{gid}"));
+    let (status, body) = region
+        .call(
+            "POST",
+            "/v3/groups",
+            &admin,
+            Some(json!({"group": {"name": "ops"}})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    for bad in [
+        json!({"group": {"name": 5}}),
+        json!({"group": {"description": "no name"}}),
+        json!({"group": {"name": "g".repeat(65)}}),
+        json!({"group": {"name": "x", "domain_id": ["default"]}}),
+    ] {
+        let (status, _) = region
+            .call("POST", "/v3/groups", &admin, Some(bad.clone()))
+            .await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    let (status, _) = region
+        .call("GET", "/v3/groups/nosuchgroup", &admin, None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = region
+        .call(
+            "PATCH",
+            &format!("/v3/groups/{gid}"),
+            &admin,
+            Some(json!({"group": {"name": "ops-team", "description": null}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["group"]["name"], "ops-team");
+    assert_eq!(body["group"]["description"], "");
+    let (_, body) = region
+        .call("GET", "/v3/groups?name__contains=team", &admin, None)
+        .await;
+    assert_eq!(body["groups"].as_array().unwrap().len(), 1);
+
+    // A member holds the group's role on a project through it.
+    let u = post(
+        region,
+        &admin,
+        "/v3/users",
+        "user",
+        json!({"name": "gina", "password": "gina-pw"}),
+    )
+    .await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    let (status, p) = region
+        .call(
+            "POST",
+            "/v3/projects",
+            &admin,
+            Some(json!({"project": {"name": "grp-proj"}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let pid = p["project"]["id"].as_str().unwrap().to_string();
+    let member = format!("/v3/groups/{gid}/users/{uid}");
+    let (status, _) = region.call("HEAD", &member, &admin, None).await;
+    assert_eq!(status, 404, "not a member yet");
+    let (status, _) = region.call("PUT", &member, &admin, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = region.call("PUT", &member, &admin, None).await;
+    assert_eq!(status, 204, "adding twice is fine");
+    let (status, _) = region.call("HEAD", &member, &admin, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = region
+        .call(
+            "PUT",
+            &format!("/v3/groups/{gid}/users/nosuchuser"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = region
+        .call(
+            "PUT",
+            &format!("/v3/groups/nosuchgroup/users/{uid}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, body) = region
+        .call("GET", &format!("/v3/groups/{gid}/users"), &admin, None)
+        .await;
+    assert_eq!(body["users"][0]["id"], uid.as_str());
+    assert!(!body.to_string().contains("argon2"));
+    let (_, body) = region
+        .call("GET", &format!("/v3/users/{uid}/groups"), &admin, None)
+        .await;
+    assert_eq!(body["groups"][0]["id"], gid.as_str());
+
+    let db = region.identity.db();
+    let role_id: String = himmel_db::sqlx::query_scalar(
+        "SELECT id FROM roles WHERE domain_id = '' AND name = 'member'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    himmel_db::sqlx::query(
+        "INSERT INTO role_assignments (actor_type, actor_id, target_type, target_id, role_id, inherited)          VALUES ('group', $1, 'project', $2, $3, 0)",
+    )
+    .bind(&gid)
+    .bind(&pid)
+    .bind(&role_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let (token, _) = region
+        .token(password_auth(
+            "gina",
+            "Default",
+            "gina-pw",
+            json!({"project": {"id": pid}}),
+        ))
+        .await;
+    let (status, _) = region
+        .call("GET", &format!("/v3/projects/{pid}"), &token, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = region
+        .call("GET", &format!("/v3/users/{uid}/groups"), &token, None)
+        .await;
+    assert_eq!(status, 200, "a user lists its own groups: {body}");
+
+    // Leaving the group takes the role away from the token at once.
+    let (status, _) = region.call("DELETE", &member, &admin, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = region
+        .call("GET", &format!("/v3/projects/{pid}"), &token, None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = region.call("DELETE", &member, &admin, None).await;
+    assert_eq!(status, 404);
+
+    let (status, _) = region
+        .call("DELETE", &format!("/v3/groups/{gid}"), &admin, None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = region
+        .call("GET", &format!("/v3/groups/{gid}"), &admin, None)
+        .await;
+    assert_eq!(status, 404);
+    let left: i64 =
+        himmel_db::sqlx::query_scalar("SELECT COUNT(*) FROM role_assignments WHERE actor_id = $1")
+            .bind(&gid)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "a deleted group's assignments go with it");
+}
+
+/// A manager of one domain adds users of its domain to its groups only.
+async fn group_manager_confinement(region: &Region) {
+    let admin = region.admin_token().await;
+    let a = post(
+        region,
+        &admin,
+        "/v3/domains",
+        "domain",
+        json!({"name": "GrpA"}),
+    )
+    .await;
+    let a_id = a["id"].as_str().unwrap();
+    let mgr = post(
+        region,
+        &admin,
+        "/v3/users",
+        "user",
+        json!({"name": "gmgr", "domain_id": a_id, "password": "manage-it"}),
+    )
+    .await;
+    grant(
+        region,
+        mgr["id"].as_str().unwrap(),
+        "domain",
+        a_id,
+        "manager",
+    )
+    .await;
+    let (token, _) = region
+        .token(password_auth(
+            "gmgr",
+            "GrpA",
+            "manage-it",
+            json!({"domain": {"id": a_id}}),
+        ))
+        .await;
+    let (status, body) = region
+        .call(
+            "POST",
+            "/v3/groups",
+            &token,
+            Some(json!({"group": {"name": "team"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["group"]["domain_id"], a_id);
+    let gid = body["group"]["id"].as_str().unwrap().to_string();
+    let (status, _) = region
+        .call(
+            "POST",
+            "/v3/groups",
+            &token,
+            Some(json!({"group": {"name": "team", "domain_id": "default"}})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let outsider = post(
+        region,
+        &admin,
+        "/v3/users",
+        "user",
+        json!({"name": "outsider"}),
+    )
+    .await;
+    let (status, _) = region
+        .call(
+            "PUT",
+            &format!(
+                "/v3/groups/{gid}/users/{}",
+                outsider["id"].as_str().unwrap()
+            ),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "a user of another domain");
+    let (status, _) = region
+        .call(
+            "PUT",
+            &format!("/v3/groups/{gid}/users/{}", mgr["id"].as_str().unwrap()),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = region.call("GET", "/v3/groups", &token, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["groups"].as_array().unwrap().len(), 1, "{body}");
+}
+
 async fn users_all(region: &Region) {
     user_lifecycle(region).await;
     domain_manager_confinement(region).await;
+    groups_and_membership(region).await;
+    group_manager_confinement(region).await;
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod credentials;
 pub mod domains;
 pub mod grants;
+pub mod groups;
 pub mod projects;
 pub mod revocation;
 pub mod roles;
