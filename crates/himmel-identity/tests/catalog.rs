@@ -261,7 +261,6 @@ async fn bad_catalog_input_is_a_400_or_404() {
         (ep(json!({"url": "not a url"})), 400),
         (ep(json!({"url": null})), 400),
         (ep(json!({"enabled": "True"})), 400),
-        (ep(json!({"region_id": "atlantis"})), 404),
         (ep(json!({"service_id": "nope"})), 404),
         (
             json!({"endpoint": {"interface": "public", "url": "http://x"}}),
@@ -276,6 +275,24 @@ async fn bad_catalog_input_is_a_400_or_404() {
         assert_eq!(got, status, "{body}: {reply}");
         assert_eq!(reply["error"]["code"], status);
     }
+    // An endpoint in a region that does not exist yet creates the region,
+    // as Keystone does.
+    let (got, reply) = region
+        .call(
+            "POST",
+            "/v3/endpoints",
+            &admin,
+            Some(ep(json!({"region_id": "atlantis"}))),
+        )
+        .await;
+    assert_eq!(got, 201, "{reply}");
+    let (got, reply) = region
+        .call("GET", "/v3/regions/atlantis", &admin, None)
+        .await;
+    assert_eq!(
+        (got, reply["region"]["id"].as_str()),
+        (200, Some("atlantis"))
+    );
     for body in [
         json!({"service": {}}),
         json!({"service": {"type": ""}}),
@@ -291,10 +308,10 @@ async fn bad_catalog_input_is_a_400_or_404() {
             "POST",
             "/v3/regions",
             &admin,
-            Some(json!({"region": {"parent_region_id": "atlantis"}})),
+            Some(json!({"region": {"parent_region_id": "lemuria"}})),
         )
         .await;
-    assert_eq!(got, 404);
+    assert_eq!(got, 404, "an unknown parent region");
     let (got, _) = region
         .call(
             "PUT",

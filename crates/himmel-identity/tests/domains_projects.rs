@@ -481,6 +481,8 @@ async fn project_tags_and_filters(region: &Region) {
         .call("PUT", &format!("{tags}/blue"), &admin, None)
         .await;
     assert_eq!(status, 201);
+    assert_eq!(body, serde_json::Value::Null, "no body, as in Keystone");
+    let (_, body) = region.call("GET", &tags, &admin, None).await;
     assert_eq!(body["tags"], json!(["big", "blue", "red"]));
     let (status, _) = region
         .call("PUT", &format!("{tags}/a%2Cb"), &admin, None)

@@ -94,14 +94,14 @@ async fn subject(
             ))
         })?
         .to_owned();
-    let info = id.validate(&token).await;
-    // Check policy before revealing whether the token is valid.
-    let owner = info.as_ref().map(|i| i.user.id.clone()).ok();
+    // An invalid subject token is a 404 for every caller, as in Keystone;
+    // the policy then decides whether the caller may see a valid one.
+    let info = id.validate(&token).await?;
     authz.check(&Target {
-        user_id: owner,
+        user_id: Some(info.user.id.clone()),
         ..Default::default()
     })?;
-    Ok((token, info?))
+    Ok((token, info))
 }
 
 async fn validate(

@@ -348,10 +348,20 @@ fn region_of(obj: &Map<String, Value>) -> ApiResult<Option<Option<String>>> {
     }
 }
 
+/// The service must exist; a region that does not is created, as
+/// Keystone does (clients and Tempest rely on it).
 async fn check_endpoint_refs(id: &Identity, ep: &Endpoint) -> ApiResult<()> {
     require_service(id, &ep.service_id).await?;
     if let Some(r) = &ep.region_id {
-        require_region(id, r).await?;
+        if store::get_region(id.db(), r).await?.is_none() {
+            let region = Region {
+                id: r.clone(),
+                description: String::new(),
+                parent_region_id: None,
+                extra: json!({}),
+            };
+            store::create_region(id.db(), &region).await?;
+        }
     }
     Ok(())
 }

@@ -535,7 +535,8 @@ async fn add_tag(
         tags.sort();
         projects::set_tags(id.db(), &p.id, &tags).await?;
     }
-    let mut resp = (StatusCode::CREATED, tags_body(&tags)).into_response();
+    // Keystone answers with no body, only the new tag's location.
+    let mut resp = StatusCode::CREATED.into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v3/projects/{}/tags/{tag}", p.id)) {
         resp.headers_mut().insert("location", loc);
     }

@@ -70,11 +70,12 @@ mod compliance {
     /// The new password must differ from the last `unique_last_password_count`.
     pub async fn check_history(id: &Identity, user: &User, password: &str) -> Result<(), Error> {
         let count = id.config().security.unique_last_password_count;
-        if count <= 1 {
+        if count == 0 {
             return Ok(());
         }
-        // The new one counts towards the total, as in Keystone.
-        let recent = users::recent_passwords(id.db(), &user.id, count - 1).await?;
+        // The history holds the current password too: with a count of N,
+        // the new password must differ from the current one and N-1 before.
+        let recent = users::recent_passwords(id.db(), &user.id, count).await?;
         let pw = password.to_owned();
         let reused = tokio::task::spawn_blocking(move || {
             recent.iter().any(|h| crate::password::verify(&pw, h))
@@ -408,8 +409,8 @@ async fn update(
     let db = id.db();
     let new_hash = match &password {
         Some(pw) => {
+            // An administrator's reset is not held to the history (Keystone).
             compliance::check_strength(sc, pw)?;
-            compliance::check_history(&id, &u, pw).await?;
             Some(compliance::hash(pw).await?)
         }
         None => None,

@@ -4,7 +4,7 @@
 //! "method"}]`), and each user's access rules also live in `access_rules`
 //! so they can be listed and reused across credentials.
 
-use himmel_core::time::{from_unix_micros, iso_micro};
+use himmel_core::time::from_unix_micros;
 use himmel_core::Error;
 use himmel_db::{AnyRow, Db};
 use serde_json::{json, Value};
@@ -72,7 +72,7 @@ impl AppCred {
             "description": self.description,
             "user_id": self.user_id,
             "project_id": self.project_id,
-            "expires_at": self.expires_at.map(|e| iso_micro(from_unix_micros(e))),
+            "expires_at": self.expires_at.map(|e| naive_micro(from_unix_micros(e))),
             "unrestricted": self.unrestricted,
             "roles": roles,
             "access_rules": self.access_rules,
@@ -263,4 +263,10 @@ pub async fn delete_access_rule(db: &Db, rule: &AccessRule) -> Result<(), Error>
         .await
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)
+}
+
+/// Keystone shows an application credential's expiry without a zone
+/// designator (`2026-01-01T00:00:00.000000`); clients compare the strings.
+fn naive_micro(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
 }
