@@ -130,7 +130,7 @@ def main():
         if test["status"] not in ("success", "xfail", "skip"):
             causes[cause_of(detail_text(test, "traceback"))].append(test_id)
     with open(os.path.join(out_dir, "causes.txt"), "w") as f:
-        for (call, error), ids in sorted(causes.items(), key=lambda kv: -len(kv[1])):
+        for (call, error), ids in sorted(causes.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             f.write(f"{len(ids):4d}  {call}\n      {error}\n")
             for test_id in sorted(ids):
                 f.write(f"        {test_id}\n")
