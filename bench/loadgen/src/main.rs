@@ -109,6 +109,15 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// Ratios span orders of magnitude: keep four significant digits.
+fn significant4(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(3 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
 fn ensure_loopback(url: &str) -> anyhow::Result<()> {
     let parsed = reqwest::Url::parse(url).with_context(|| format!("bad URL {url}"))?;
     let host = parsed.host_str().unwrap_or_default();
@@ -248,7 +257,7 @@ async fn run_phase(
 
 fn ratio(a: &Value, b: &Value, key: &str) -> Value {
     match (a[key].as_f64(), b[key].as_f64()) {
-        (Some(x), Some(y)) if y > 0.0 => json!(round3(x / y)),
+        (Some(x), Some(y)) if y > 0.0 => json!(significant4(x / y)),
         _ => Value::Null,
     }
 }
