@@ -46,7 +46,7 @@ def main() -> None:
         "warmup_s": args.warmup,
         "duration_s": args.duration,
         "max_requests_per_phase": 2_000_000,
-        "request_timeout_s": 30,
+        "request_timeout_s": 60,
     }
     print(json.dumps(plan))
 

@@ -214,16 +214,17 @@ async fn run_phase(
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let mut first_error = None;
-            let mut last_end = measure_from;
             while Instant::now() < stop_at && budget.fetch_add(1, Ordering::Relaxed) < max_requests
             {
                 let t0 = Instant::now();
                 let outcome = call(&client, &t, op, &body, &token).await;
                 let t1 = Instant::now();
-                if t0 < measure_from {
-                    continue; // warm-up
+                // Count what completes inside the window, whenever it started:
+                // a slow server keeps working off warm-up requests during the
+                // window, and that work is part of its steady state.
+                if t1 < measure_from || t1 > stop_at {
+                    continue;
                 }
-                last_end = last_end.max(t1);
                 match outcome {
                     Ok(()) => latencies.push((t1 - t0).as_micros() as u64),
                     Err(e) => {
@@ -232,26 +233,23 @@ async fn run_phase(
                     }
                 }
             }
-            (latencies, errors, first_error, last_end)
+            (latencies, errors, first_error)
         }));
     }
     let mut phase = Phase {
         latencies_us: Vec::new(),
         errors: 0,
         first_error: None,
-        elapsed: Duration::ZERO,
+        elapsed: stop_at - measure_from,
     };
-    let mut last_end = measure_from;
     for worker in workers {
-        let (latencies, errors, first_error, end) = worker.await?;
+        let (latencies, errors, first_error) = worker.await?;
         phase.latencies_us.extend(latencies);
         phase.errors += errors;
         if phase.first_error.is_none() {
             phase.first_error = first_error;
         }
-        last_end = last_end.max(end);
     }
-    phase.elapsed = last_end.saturating_duration_since(measure_from);
     Ok(phase)
 }
 
