@@ -57,6 +57,22 @@ async fn token_lifecycle(region: &Region) {
     assert_eq!(body["error"]["code"], 401);
     let (status, _) = region.call("GET", "/v3/auth/catalog", &admin, None).await;
     assert_eq!(status, 200);
+
+    // Rescoping: a valid token gets a new one; a revoked one is a 404.
+    let rescope = |token: &str| {
+        json!({"auth": {"identity": {"methods": ["token"], "token": {"id": token}},
+        "scope": {"system": {"all": true}}}})
+    };
+    let (_, body) = region.token(rescope(&admin)).await;
+    assert_eq!(body["token"]["methods"], json!(["token", "password"]));
+    let r = region
+        .http
+        .post(format!("{}/v3/auth/tokens", region.url))
+        .json(&rescope(&other))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use himmel_core::Error;
 use serde_json::Value;
 
-use super::{unauthorized, MethodResult};
+use super::MethodResult;
 use crate::Identity;
 
 pub async fn authenticate(id: &Identity, section: &Value) -> Result<MethodResult, Error> {
@@ -11,7 +11,8 @@ pub async fn authenticate(id: &Identity, section: &Value) -> Result<MethodResult
         .get("id")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::BadRequest("Invalid input for field 'id'.".into()))?;
-    let info = id.validate(token).await.map_err(|_| unauthorized())?;
+    // A revoked or unknown token is a 404 "Could not find token", as Keystone answers.
+    let info = id.validate(token).await?;
     if info.app_cred.is_some() {
         return Err(Error::Forbidden(
             "A token issued through an application credential cannot be rescoped.".into(),
