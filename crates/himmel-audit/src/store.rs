@@ -15,9 +15,10 @@ pub struct Chained<'a> {
     pub event: &'a Event,
 }
 
-/// Rows per multi-row INSERT; 11 columns each stays well below the bind
-/// parameter limits of both engines.
-const INSERT_CHUNK: usize = 200;
+/// Rows per multi-row INSERT. Small on purpose: SQLite looks a `$n`
+/// parameter up by a linear scan of the statement's parameter names, so
+/// binding costs grow with the square of the parameters per statement.
+const INSERT_CHUNK: usize = 16;
 
 pub async fn insert_events(
     conn: &mut sqlx::AnyConnection,
