@@ -11,7 +11,7 @@ use himmel_core::Error;
 use himmel_http::{ApiResult, Authz, Ctx, Json, Pipeline, Target};
 use serde_json::{json, Value};
 
-use super::domains::wire::{self, Filters};
+use super::wire::{self, Filters};
 use crate::policy::*;
 use crate::store::groups::{self, Group};
 use crate::store::revocation::RevocationEvent;

@@ -11,6 +11,7 @@ mod projects;
 mod roles;
 mod users;
 mod versions;
+mod wire;
 
 use axum::routing::MethodFilter;
 use axum::Router;
