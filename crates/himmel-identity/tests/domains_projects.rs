@@ -5,29 +5,6 @@ mod support;
 use serde_json::{json, Value};
 use support::{Engine, Region};
 
-/// Grants `role` on a project or domain straight in the database (the
-/// grant API is tested elsewhere).
-async fn grant(region: &Region, user_id: &str, target_type: &str, target_id: &str, role: &str) {
-    let db = region.identity.db();
-    let role_id: String =
-        himmel_db::sqlx::query_scalar("SELECT id FROM roles WHERE domain_id = '' AND name = $1")
-            .bind(role)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-    himmel_db::sqlx::query(
-        "INSERT INTO role_assignments (actor_type, actor_id, target_type, target_id, role_id, inherited) \
-         VALUES ('user', $1, $2, $3, $4, 0)",
-    )
-    .bind(user_id)
-    .bind(target_type)
-    .bind(target_id)
-    .bind(role_id)
-    .execute(db.pool())
-    .await
-    .unwrap();
-}
-
 async fn admin_user_id(region: &Region, token: &str) -> String {
     let (_, body) = region
         .call("GET", "/v3/users?name=admin&domain_id=default", token, None)
@@ -132,7 +109,9 @@ async fn domain_lifecycle(region: &Region) {
     .await;
     let pid = p["id"].as_str().unwrap().to_string();
     let admin_id = admin_user_id(region, &admin).await;
-    grant(region, &admin_id, "project", &pid, "member").await;
+    region
+        .grant_direct(&admin_id, "project", &pid, "member")
+        .await;
     let (scoped, _) = region
         .token(support::password_auth(
             "admin",
@@ -570,7 +549,9 @@ async fn project_tokens(region: &Region) {
     .await;
     let pid = p["id"].as_str().unwrap().to_string();
     let admin_id = admin_user_id(region, &admin).await;
-    grant(region, &admin_id, "project", &pid, "reader").await;
+    region
+        .grant_direct(&admin_id, "project", &pid, "reader")
+        .await;
     let (status, body) = region
         .call(
             "GET",
@@ -664,14 +645,9 @@ async fn project_reader_is_confined_to_its_project() {
     .await;
     let admin_id = admin_user_id(&region, &admin).await;
     // A token scoped to "mine" where the admin user only reads.
-    grant(
-        &region,
-        &admin_id,
-        "project",
-        mine["id"].as_str().unwrap(),
-        "reader",
-    )
-    .await;
+    region
+        .grant_direct(&admin_id, "project", mine["id"].as_str().unwrap(), "reader")
+        .await;
     let (reader, _) = region
         .token(support::password_auth(
             "admin",

@@ -8,27 +8,6 @@ use himmel_identity::SecurityCompliance;
 use serde_json::{json, Value};
 use support::{password_auth, Engine, Region};
 
-async fn grant(region: &Region, user_id: &str, target_type: &str, target_id: &str, role: &str) {
-    let db = region.identity.db();
-    let role_id: String =
-        himmel_db::sqlx::query_scalar("SELECT id FROM roles WHERE domain_id = '' AND name = $1")
-            .bind(role)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-    himmel_db::sqlx::query(
-        "INSERT INTO role_assignments (actor_type, actor_id, target_type, target_id, role_id, inherited) \
-         VALUES ('user', $1, $2, $3, $4, 0)",
-    )
-    .bind(user_id)
-    .bind(target_type)
-    .bind(target_id)
-    .bind(role_id)
-    .execute(db.pool())
-    .await
-    .unwrap();
-}
-
 async fn post(region: &Region, token: &str, path: &str, kind: &str, body: Value) -> Value {
     let (status, out) = region
         .call("POST", path, token, Some(json!({ kind: body })))
@@ -322,14 +301,9 @@ async fn domain_manager_confinement(region: &Region) {
         json!({"name": "mgr", "domain_id": a_id, "password": "manage-it"}),
     )
     .await;
-    grant(
-        region,
-        mgr["id"].as_str().unwrap(),
-        "domain",
-        a_id,
-        "manager",
-    )
-    .await;
+    region
+        .grant_direct(mgr["id"].as_str().unwrap(), "domain", a_id, "manager")
+        .await;
     let in_b = post(
         region,
         &admin,
@@ -629,14 +603,9 @@ async fn group_manager_confinement(region: &Region) {
         json!({"name": "gmgr", "domain_id": a_id, "password": "manage-it"}),
     )
     .await;
-    grant(
-        region,
-        mgr["id"].as_str().unwrap(),
-        "domain",
-        a_id,
-        "manager",
-    )
-    .await;
+    region
+        .grant_direct(mgr["id"].as_str().unwrap(), "domain", a_id, "manager")
+        .await;
     let (token, _) = region
         .token(password_auth(
             "gmgr",

@@ -164,3 +164,35 @@ pub fn password_auth(user: &str, domain: &str, password: &str, scope: Value) -> 
     }
     auth
 }
+
+impl Region {
+    /// Grants a global role straight in the database, for tests of other
+    /// APIs (the grant API has tests of its own).
+    pub async fn grant_direct(
+        &self,
+        user_id: &str,
+        target_type: &str,
+        target_id: &str,
+        role: &str,
+    ) {
+        let db = self.identity.db();
+        let role_id: String = himmel_db::sqlx::query_scalar(
+            "SELECT id FROM roles WHERE domain_id = '' AND name = $1",
+        )
+        .bind(role)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        himmel_db::sqlx::query(
+            "INSERT INTO role_assignments (actor_type, actor_id, target_type, target_id, role_id, inherited) \
+             VALUES ('user', $1, $2, $3, $4, 0)",
+        )
+        .bind(user_id)
+        .bind(target_type)
+        .bind(target_id)
+        .bind(role_id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+}
