@@ -3,7 +3,7 @@
 //! ```text
 //! header  = "HMLC" | version (1) | chunk_size (u32 BE) | key_version (u32 BE) | nonce_prefix (8)
 //! chunk i = AES-256-GCM(data key, nonce = nonce_prefix | i (u32 BE),
-//!                       aad = "himmel-chunk-v1" | identity | i | key_version | last)
+//!                       aad = "himmel-chunk-v1" | identity | i | chunk_size | key_version | last)
 //! file    = header | chunk 0 | chunk 1 | … | chunk n-1   (n >= 1)
 //! ```
 //!
@@ -150,13 +150,17 @@ fn nonce(prefix: &[u8; 8], index: u64) -> [u8; 12] {
     n
 }
 
-fn chunk_aad(identity: &[u8], index: u64, key_version: u32, last: bool) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(32 + identity.len());
+/// Every header field is bound: the nonce prefix through the nonce, the
+/// rest here (a changed chunk size would otherwise go unnoticed in an
+/// object of one chunk).
+fn chunk_aad(identity: &[u8], index: u64, header: &Header, last: bool) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(40 + identity.len());
     aad.extend_from_slice(b"himmel-chunk-v1");
     aad.extend_from_slice(&(identity.len() as u64).to_be_bytes());
     aad.extend_from_slice(identity);
     aad.extend_from_slice(&index.to_be_bytes());
-    aad.extend_from_slice(&key_version.to_be_bytes());
+    aad.extend_from_slice(&header.chunk_size.to_be_bytes());
+    aad.extend_from_slice(&header.key_version.to_be_bytes());
     aad.push(u8::from(last));
     aad
 }
@@ -195,7 +199,7 @@ impl<W: Write> Encryptor<W> {
         if self.index >= MAX_CHUNKS {
             return Err(EnvelopeError::TooLarge);
         }
-        let aad = chunk_aad(&self.identity, self.index, self.header.key_version, last);
+        let aad = chunk_aad(&self.identity, self.index, &self.header, last);
         let n = nonce(&self.header.nonce_prefix, self.index);
         let tag = self
             .cipher
@@ -264,7 +268,7 @@ impl Decryptor {
             return Err(EnvelopeError::Truncated);
         }
         let (body, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
-        let aad = chunk_aad(&self.identity, index, self.header.key_version, last);
+        let aad = chunk_aad(&self.identity, index, &self.header, last);
         let n = nonce(&self.header.nonce_prefix, index);
         self.cipher
             .decrypt_in_place_detached(Nonce::from_slice(&n), &aad, body, Tag::from_slice(tag))
@@ -474,9 +478,14 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(open(&key, b"obj-a", &bad).is_err(), "flip at {i}");
         }
-        // Header fields are bound too.
+        // Header fields are bound too, even where a change would not move
+        // any chunk boundary (found by the fuzz target).
         let mut bad = env.clone();
         bad[12] ^= 1; // key version
+        assert!(open(&key, b"obj-a", &bad).is_err());
+        let small = encrypt(&key, b"obj-a", 16, &sample(8), 8);
+        let mut bad = small.clone();
+        bad[8] ^= 1; // chunk size 16 -> 17: still one chunk
         assert!(open(&key, b"obj-a", &bad).is_err());
         // Wrong identity, wrong key.
         assert!(open(&key, b"obj-b", &env).is_err());
