@@ -126,12 +126,7 @@ async fn update(
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let o = wire::resource(&body, "domain")?;
-    if let Some(v) = o
-        .get("id")
-        .filter(|v| v.as_str() != Some(domain_id.as_str()))
-    {
-        return Err(wire::invalid("id", format!("{v}: cannot change a domain's id")).into());
-    }
+    wire::same_id(o, "domain", &domain_id)?;
     check_options_and_tags(o)?;
     let mut d = load(&id, &domain_id).await?;
     let was_enabled = d.enabled;

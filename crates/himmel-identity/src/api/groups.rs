@@ -112,9 +112,7 @@ async fn update(
 ) -> ApiResult<Json<Value>> {
     let o = wire::resource(&body, "group")?;
     let mut g = load_checked(&id, &authz, &group_id).await?;
-    if let Some(v) = o.get("id").filter(|v| v.as_str() != Some(g.id.as_str())) {
-        return Err(wire::invalid("id", format!("{v}: cannot change a group's id")).into());
-    }
+    wire::same_id(o, "group", &g.id)?;
     if let Some(d) = wire::id_ref(o, "domain_id", true)? {
         if d.as_deref() != Some(g.domain_id.as_str()) {
             return Err(Error::BadRequest("Cannot change Domain ID".into()).into());

@@ -379,9 +379,7 @@ async fn update(
     let o = wire::resource(&body, "project")?;
     let mut p = load_checked(&id, &authz, &project_id).await?;
     let db = id.db();
-    if let Some(v) = o.get("id").filter(|v| v.as_str() != Some(p.id.as_str())) {
-        return Err(wire::invalid("id", format!("{v}: cannot change a project's id")).into());
-    }
+    wire::same_id(o, "project", &p.id)?;
     if let Some(d) = wire::id_ref(o, "domain_id", true)? {
         if d.as_deref() != Some(p.domain_id.as_str()) {
             return Err(Error::BadRequest("Update of `domain_id` is not allowed.".into()).into());

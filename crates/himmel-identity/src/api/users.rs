@@ -374,9 +374,7 @@ async fn update(
 ) -> ApiResult<Json<Value>> {
     let o = wire::resource(&body, "user")?;
     let mut u = load_checked(&id, &authz, &user_id).await?;
-    if let Some(v) = o.get("id").filter(|v| v.as_str() != Some(u.id.as_str())) {
-        return Err(wire::invalid("id", format!("{v}: cannot change a user's id")).into());
-    }
+    wire::same_id(o, "user", &u.id)?;
     if let Some(d) = wire::id_ref(o, "domain_id", true)? {
         if d.as_deref() != Some(u.domain_id.as_str()) {
             return Err(Error::BadRequest("Cannot change Domain ID".into()).into());

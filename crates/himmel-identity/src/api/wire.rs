@@ -208,3 +208,11 @@ impl Filters {
         })
     }
 }
+
+/// An update body may repeat the resource's id, but not change it.
+pub fn same_id(o: &Obj, kind: &str, id: &str) -> Result<(), Error> {
+    match o.get("id").filter(|v| v.as_str() != Some(id)) {
+        Some(v) => Err(invalid("id", format!("{v}: cannot change a {kind}'s id"))),
+        None => Ok(()),
+    }
+}
