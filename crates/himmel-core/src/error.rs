@@ -29,6 +29,10 @@ pub enum Error {
     NotImplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Stored data failed its integrity check (it was altered, truncated or
+    /// swapped). Reported as such, never returned as plaintext.
+    #[error("stored data failed its integrity check: {0}")]
+    Corrupted(String),
     /// A fault on our side. The message goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -48,7 +52,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Corrupted(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
