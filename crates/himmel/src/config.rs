@@ -28,6 +28,14 @@ pub struct ServeArgs {
     /// The URL clients reach the API listener at (for the catalog).
     #[arg(long, env = "HIMMEL_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// What holds the root key: `file` (default) or `pkcs11`
+    /// (details in the config file's `[root_key]` section).
+    #[arg(long, env = "HIMMEL_ROOT_KEY")]
+    pub root_key: Option<crate::keys::RootKeyKind>,
+    /// The root key file (`file` provider); `DATA_DIR/root.key` by default.
+    /// Keep it off the data disk to make a copy of that disk useless alone.
+    #[arg(long, env = "HIMMEL_ROOT_KEY_FILE")]
+    pub root_key_file: Option<PathBuf>,
     /// Optional TOML file with the same options (and `[security_compliance]`).
     #[arg(long, env = "HIMMEL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -48,6 +56,8 @@ struct FileConfig {
     audit_retention_days: Option<u32>,
     #[serde(default)]
     security_compliance: himmel_identity::SecurityCompliance,
+    #[serde(default)]
+    root_key: crate::keys::RootKeyConfig,
 }
 
 /// Resolved settings.
@@ -64,6 +74,7 @@ pub struct Settings {
     pub token_expiration: i64,
     pub audit_retention_days: u32,
     pub security: himmel_identity::SecurityCompliance,
+    pub root_key: crate::keys::RootKeyConfig,
 }
 
 impl ServeArgs {
@@ -107,7 +118,7 @@ impl ServeArgs {
             format!("http://{host}:{}", listen.port())
         });
         Ok(Settings {
-            data_dir,
+            data_dir: data_dir.clone(),
             listen,
             s3_listen,
             database,
@@ -119,6 +130,9 @@ impl ServeArgs {
             token_expiration: file.token_expiration.unwrap_or(3600),
             audit_retention_days: file.audit_retention_days.unwrap_or(90),
             security: file.security_compliance,
+            root_key: file
+                .root_key
+                .resolve(self.root_key, self.root_key_file, &data_dir),
         })
     }
 }

@@ -2,7 +2,10 @@
 
 mod audit;
 mod config;
+mod control;
 mod doctor;
+mod keys;
+mod keys_admin;
 mod serve;
 
 use std::path::PathBuf;
@@ -48,6 +51,11 @@ enum AdminCommand {
         #[arg(long, default_value_t = 3)]
         max_active_keys: usize,
     },
+    /// Root and project keys: rotate them, or crypto-shred a project.
+    Keys {
+        #[command(subcommand)]
+        command: keys_admin::KeysCommand,
+    },
     /// The audit trail: verify it, or export it for verification elsewhere.
     Audit {
         #[command(subcommand)]
@@ -92,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             AdminCommand::Audit { command } => runtime.block_on(audit::run(command)),
+            AdminCommand::Keys { command } => runtime.block_on(keys_admin::run(command)),
         },
     }
 }

@@ -60,6 +60,15 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let audit =
         himmel_audit::admin::start_for_region(db.clone(), &s.data_dir, &s.region, retention)
             .await?;
+    let keyring = himmel_kms::Keyring::new(
+        db.clone(),
+        s.root_key.open()?,
+        s.root_key.cache_ttl(),
+        Some(Arc::new(audit.clone())),
+    );
+    tracing::info!(root_key = %keyring.root().describe(), "key hierarchy ready");
+    spawn_project_key_shredder(keyring.clone());
+    crate::control::spawn(&s.data_dir, keyring.clone())?;
     let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(audit.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -103,6 +112,24 @@ fn spawn_key_reloader(identity: Identity) {
     });
 }
 
+/// Deleting a project crypto-shreds its data: its keys are destroyed at the
+/// next sweep (at start, then every 30 s).
+fn spawn_project_key_shredder(keyring: himmel_kms::Keyring) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            match keyring.shred_deleted_projects().await {
+                Ok(shredded) if !shredded.is_empty() => {
+                    tracing::info!(projects = ?shredded, "destroyed the keys of deleted projects");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "shredding the keys of deleted projects"),
+            }
+        }
+    });
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -113,7 +140,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining requests");
 }
 
-fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(())
