@@ -93,7 +93,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
-    // Everything answered is in the trail; seal its head with a checkpoint.
+    // No key operation can arrive any more; then everything answered is in
+    // the trail: seal its head with a checkpoint.
+    let _ = std::fs::remove_file(crate::control::socket_path(&s.data_dir));
     audit.shutdown().await?;
     tracing::info!("drained, exiting");
     Ok(())

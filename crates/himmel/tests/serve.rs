@@ -1,113 +1,11 @@
 //! The binary as an operator runs it: first start, readiness, clean
 //! shutdown, and a crash (`kill -9`) that must lose nothing acknowledged.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path, port: u16, database: Option<&str>) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_himmel"));
-        cmd.args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("HIMMEL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(db) = database {
-            cmd.args(["--database", db]);
-        }
-        Server {
-            child: cmd.spawn().unwrap(),
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_ready(&self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = http.get(format!("{}/healthz", self.url)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("server did not become ready");
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn admin_password(dir: &Path) -> String {
-    let yaml = std::fs::read_to_string(dir.join("clouds.yaml")).unwrap();
-    let line = yaml
-        .lines()
-        .find(|l| l.trim_start().starts_with("password:"))
-        .unwrap();
-    line.split('"').nth(1).unwrap().to_string()
-}
-
-fn auth(password: &str) -> Value {
-    json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"name": "Default"}, "password": password}}},
-        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-}
-
-async fn issue(http: &reqwest::Client, url: &str, password: &str) -> reqwest::Result<String> {
-    let r = http
-        .post(format!("{url}/v3/auth/tokens"))
-        .json(&auth(password))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(r.headers()["x-subject-token"].to_str().unwrap().to_string())
-}
-
-fn verify_trail(dir: &Path, database: Option<&str>) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_himmel"));
-    cmd.args(["admin", "audit", "verify", "--data-dir"])
-        .arg(dir);
-    if let Some(db) = database {
-        cmd.args(["--database", db]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "verify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::*;
 
 #[tokio::test]
 async fn first_start_issues_a_token_within_two_seconds_and_sigterm_exits_cleanly() {
