@@ -5,6 +5,7 @@
 
 pub mod envelope;
 mod error;
+pub mod keyholder;
 pub mod keyring;
 pub mod keys;
 pub mod root;

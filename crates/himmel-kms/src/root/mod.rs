@@ -6,6 +6,7 @@
 //! keeps serving: KEKs under the old root open until they are re-wrapped.
 
 pub mod file;
+pub mod keyholder;
 pub mod pkcs11;
 
 use async_trait::async_trait;
