@@ -1,0 +1,238 @@
+//! DHCP and DNS for a network: dnsmasq in the namespace `<prefix>-dhcp-<network>`, on a veth
+//! into the network's bridge, in static mode (it answers only the ports it knows, each with its
+//! fixed IP, the subnet's gateway as default route, and the port's DNS name).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use crate::cmd::in_netns;
+use crate::error::{Error, Result};
+use crate::link;
+use crate::model::{Network, Port};
+use crate::names::{Kind, Names, DHCP_INNER};
+
+/// How long a client keeps its lease; renewals are cheap and a short time lets changes spread.
+const LEASE_SECONDS: u32 = 3600;
+
+/// Whether the network needs a DHCP namespace.
+pub fn wanted(network: &Network) -> bool {
+    network.dhcp.is_some()
+        && network
+            .subnets
+            .iter()
+            .any(|s| s.dhcp && s.cidr.addr().is_ipv4())
+}
+
+fn state_dir(base: &Path, network_id: &str) -> PathBuf {
+    base.join("dhcp").join(network_id)
+}
+
+/// The DHCP server's addresses, each with the prefix length of its subnet.
+fn server_addresses(network: &Network) -> Vec<IpNet> {
+    let Some(dhcp) = &network.dhcp else {
+        return Vec::new();
+    };
+    dhcp.ips
+        .iter()
+        .filter_map(|ip| {
+            network
+                .subnets
+                .iter()
+                .find(|s| s.cidr.contains(ip))
+                .and_then(|s| IpNet::new(*ip, s.cidr.prefix_len()).ok())
+        })
+        .collect()
+}
+
+/// A DNS label for a port: its `dns_name`, else `host-10-0-0-5`.
+fn hostname(port: &Port, ip: &IpAddr) -> String {
+    match &port.dns_name {
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 63
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+        {
+            n.clone()
+        }
+        _ => format!("host-{}", ip.to_string().replace(['.', ':'], "-")),
+    }
+}
+
+/// The dnsmasq configuration for a network; a change restarts dnsmasq.
+pub fn config(network: &Network, ports: &[&Port], dir: &Path) -> String {
+    let mut c = String::from("# written by the himmel dataplane; rewritten on every change\n");
+    let _ = writeln!(c, "no-hosts\nno-resolv\nleasefile-ro\nbind-interfaces");
+    let _ = writeln!(c, "interface={DHCP_INNER}\nexcept-interface=lo");
+    let _ = writeln!(c, "pid-file={}", dir.join("pid").display());
+    for (i, subnet) in network.subnets.iter().enumerate() {
+        if !subnet.dhcp {
+            continue;
+        }
+        let IpNet::V4(v4) = subnet.cidr else {
+            // IPv6 subnets are served by router advertisements, not by this DHCPv4 server.
+            continue;
+        };
+        let tag = format!("subnet{i}");
+        let _ = writeln!(
+            c,
+            "dhcp-range=set:{tag},{},static,{},{LEASE_SECONDS}s",
+            v4.network(),
+            v4.netmask()
+        );
+        match subnet.gateway {
+            Some(gw) => {
+                let _ = writeln!(c, "dhcp-option=tag:{tag},option:router,{gw}");
+            }
+            // An empty option stops dnsmasq from offering itself as the router.
+            None => {
+                let _ = writeln!(c, "dhcp-option=tag:{tag},option:router");
+            }
+        }
+        let dns: Vec<String> = subnet
+            .dns_nameservers
+            .iter()
+            .filter(|a| a.is_ipv4())
+            .map(|a| a.to_string())
+            .collect();
+        if !dns.is_empty() {
+            let _ = writeln!(
+                c,
+                "dhcp-option=tag:{tag},option:dns-server,{}",
+                dns.join(",")
+            );
+        }
+        let routes: Vec<String> = subnet
+            .host_routes
+            .iter()
+            .filter(|r| r.destination.addr().is_ipv4())
+            .map(|r| format!("{},{}", r.destination, r.nexthop))
+            .collect();
+        if !routes.is_empty() {
+            // Classless static routes replace the router option on clients, so the default
+            // route is repeated among them.
+            let mut all = routes;
+            if let Some(gw) = subnet.gateway {
+                all.push(format!("0.0.0.0/0,{gw}"));
+            }
+            let _ = writeln!(
+                c,
+                "dhcp-option=tag:{tag},option:classless-static-route,{}",
+                all.join(",")
+            );
+        }
+        for port in ports {
+            for ip in port.ips.iter().filter(|ip| subnet.cidr.contains(*ip)) {
+                let name = hostname(port, ip);
+                let _ = writeln!(c, "dhcp-host={},{ip},{name}", port.mac);
+                let _ = writeln!(c, "host-record={name},{ip}");
+            }
+        }
+    }
+    c
+}
+
+/// Makes the network's DHCP namespace, veth and dnsmasq match the desired state.
+pub fn ensure(names: &Names, base: &Path, network: &Network, ports: &[&Port]) -> Result<()> {
+    let Some(dhcp) = &network.dhcp else {
+        return Ok(());
+    };
+    let netns = names.dhcp_netns(&network.id);
+    link::ensure_netns(&netns)?;
+    let host = names.link(Kind::Dhcp, &network.id);
+    let bridge = names.link(Kind::Bridge, &network.id);
+    link::ensure_veth(&host, &bridge, network.mtu, &netns, DHCP_INNER, dhcp.mac)?;
+    link::sync_addresses(Some(&netns), DHCP_INNER, &server_addresses(network))?;
+
+    let dir = state_dir(base, &network.id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let conf_path = dir.join("dnsmasq.conf");
+    let conf = config(network, ports, &dir);
+    let same_conf = std::fs::read_to_string(&conf_path).is_ok_and(|old| old == conf);
+    let running = running_pid(&dir, &netns);
+    if same_conf && running.is_some() {
+        return Ok(());
+    }
+    if let Some(pid) = pid_of(&dir) {
+        stop(pid, &conf_path);
+    }
+    std::fs::write(&conf_path, &conf)
+        .map_err(|e| Error::io(format!("writing {}", conf_path.display()), e))?;
+    let arg = format!("--conf-file={}", conf_path.display());
+    in_netns(&netns, "dnsmasq", &[&arg]).map(drop)
+}
+
+/// Stops the DHCP server of a network that no longer has one, and forgets its files.
+pub fn remove(base: &Path, network_id: &str) -> Result<()> {
+    let dir = state_dir(base, network_id);
+    if let Some(pid) = pid_of(&dir) {
+        stop(pid, &dir.join("dnsmasq.conf"));
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("removing {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Networks that have DHCP state on disk.
+pub fn known(base: &Path) -> Vec<String> {
+    std::fs::read_dir(base.join("dhcp"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pid_of(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether the process is our dnsmasq (its command line names our configuration), so that a
+/// recycled pid is never signalled.
+fn is_our_dnsmasq(pid: i32, conf_path: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let needle = conf_path.display().to_string();
+        String::from_utf8_lossy(&cmdline).contains(&needle)
+    })
+}
+
+/// The pid of our dnsmasq when it runs inside the namespace that now has the name `netns`
+/// (after a namespace was deleted by hand, the old dnsmasq lives on in the orphaned one).
+fn running_pid(dir: &Path, netns: &str) -> Option<i32> {
+    let pid = pid_of(dir)?;
+    if !is_our_dnsmasq(pid, &dir.join("dnsmasq.conf")) {
+        return None;
+    }
+    let theirs = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+    let named = std::fs::metadata(Path::new(link::NETNS_DIR).join(netns)).ok()?;
+    (theirs.ino() == named.ino() && theirs.dev() == named.dev()).then_some(pid)
+}
+
+fn stop(pid: i32, conf_path: &Path) {
+    if !is_our_dnsmasq(pid, conf_path) {
+        return;
+    }
+    // SAFETY: kill(2) with a pid we verified to be our dnsmasq; no memory is involved.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if is_our_dnsmasq(pid, conf_path) {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
