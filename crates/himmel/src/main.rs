@@ -4,6 +4,7 @@ mod audit;
 mod config;
 mod control;
 mod doctor;
+mod keyholder;
 mod keys;
 mod keys_admin;
 mod serve;
@@ -34,6 +35,11 @@ enum Command {
     Serve(config::ServeArgs),
     /// Report what this host can run.
     Doctor,
+    /// The external key holder that a customer runs to hold the root key.
+    Keyholder {
+        #[command(subcommand)]
+        command: keyholder::KeyHolderCommand,
+    },
     /// Operator tasks on a region's data directory.
     Admin {
         #[command(subcommand)]
@@ -81,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             doctor::report();
             Ok(())
         }
+        Command::Keyholder { command } => runtime.block_on(keyholder::run(command)),
         Command::Admin { command } => match command {
             AdminCommand::FernetRotate {
                 data_dir,
