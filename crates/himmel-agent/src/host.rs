@@ -83,12 +83,7 @@ pub fn checks() -> Vec<Check> {
         tool("nftables", "nft", "nftables", true),
         tool("dnsmasq", "dnsmasq", "dnsmasq-base", true),
         tool("sysctl", "sysctl", "procps", true),
-        tool(
-            "conntrack (cut flows of removed rules)",
-            "conntrack",
-            "conntrack",
-            false,
-        ),
+        tool("conntrack", "conntrack", "conntrack", false),
         kernel_feature(
             "VXLAN",
             Path::new("/sys/module/vxlan").exists(),

@@ -31,34 +31,49 @@ fn tool(what: &'static str, bin: &str, needed_for: &str) -> Check {
     }
 }
 
-pub fn report() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let kvm = Path::new("/dev/kvm").exists();
-    let checks = [
-        Check {
-            what: "identity, audit (SQLite)",
+/// The network dataplane's own checks (root, tools, kernel features), and a verdict.
+fn dataplane() -> Vec<Check> {
+    let checks = himmel_agent::host::checks();
+    let verdict = match himmel_agent::host::can_run() {
+        Ok(()) => Check {
+            what: "network dataplane",
             ok: true,
-            detail: "built in".into(),
+            detail: "can run: tenant networks get real bridges, DHCP, routers, security groups"
+                .into(),
         },
-        Check {
-            what: "root privileges",
-            ok: root,
-            detail: if root {
-                "running as root".into()
+        Err(missing) => Check {
+            what: "network dataplane",
+            ok: false,
+            detail: format!("off (the Networking API still works): {missing}"),
+        },
+    };
+    checks
+        .into_iter()
+        .map(|c| Check {
+            what: c.what,
+            ok: c.ok,
+            detail: if c.required || c.ok {
+                c.detail
             } else {
-                "not root: the network dataplane and guests need root".into()
+                format!(
+                    "{}; optional: without it removed rules do not cut established flows",
+                    c.detail
+                )
             },
-        },
-        tool("iproute2", "ip", "network namespaces, bridges, VXLAN"),
-        tool("nftables", "nft", "security groups, SNAT/DNAT"),
-        tool("dnsmasq", "dnsmasq", "DHCP and DNS for tenant networks"),
+        })
+        .chain([verdict])
+        .collect()
+}
+
+pub fn report() {
+    let kvm = Path::new("/dev/kvm").exists();
+    let mut checks = vec![Check {
+        what: "identity, audit (SQLite)",
+        ok: true,
+        detail: "built in".into(),
+    }];
+    checks.extend(dataplane());
+    checks.extend([
         tool("QEMU", "qemu-system-x86_64", "virtual machine guests"),
         Check {
             what: "KVM",
@@ -69,7 +84,7 @@ pub fn report() {
                 "no /dev/kvm: guests fall back to TCG (slower)".into()
             },
         },
-    ];
+    ]);
     for c in &checks {
         println!(
             "{:<4} {:<26} {}",
