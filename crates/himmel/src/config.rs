@@ -28,7 +28,7 @@ pub struct ServeArgs {
     /// The URL clients reach the API listener at (for the catalog).
     #[arg(long, env = "HIMMEL_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// What holds the root key: `file` (default) or `pkcs11`
+    /// What holds the root key: `file` (default), `pkcs11` or `keyholder`
     /// (details in the config file's `[root_key]` section).
     #[arg(long, env = "HIMMEL_ROOT_KEY")]
     pub root_key: Option<crate::keys::RootKeyKind>,

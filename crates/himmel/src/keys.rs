@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use himmel_kms::root::file::KeyFile;
+use himmel_kms::root::keyholder::KeyHolderClient;
 use himmel_kms::root::pkcs11::Pkcs11Root;
 use himmel_kms::root::RootKeyProvider;
 use serde::Deserialize;
@@ -18,6 +19,8 @@ pub enum RootKeyKind {
     File,
     /// A key on a PKCS#11 token that never leaves it.
     Pkcs11,
+    /// An external key holder (`himmel keyholder serve`) over mutual TLS.
+    Keyholder,
 }
 
 /// The config file's `[root_key]` section.
@@ -36,6 +39,14 @@ pub struct RootKeyConfig {
     pub pkcs11_token: Option<String>,
     pub pkcs11_pin: Option<String>,
     pub pkcs11_pin_file: Option<PathBuf>,
+    /// `keyholder`: its URL, and the directory with the files its `init`
+    /// made for the region (`ca.pem`, `client.pem`, `client.key`); or each
+    /// file on its own.
+    pub keyholder_url: Option<String>,
+    pub keyholder_dir: Option<PathBuf>,
+    pub keyholder_ca: Option<PathBuf>,
+    pub keyholder_cert: Option<PathBuf>,
+    pub keyholder_key: Option<PathBuf>,
 }
 
 impl RootKeyConfig {
@@ -78,6 +89,23 @@ impl RootKeyConfig {
                     .ok_or_else(|| missing("pkcs11_token"))?;
                 let pin = self.pkcs11_pin()?;
                 Arc::new(Pkcs11Root::open(module, token, &pin)?)
+            }
+            RootKeyKind::Keyholder => {
+                let url = self
+                    .keyholder_url
+                    .as_deref()
+                    .ok_or_else(|| missing("keyholder_url"))?;
+                let file = |own: &Option<PathBuf>, name: &str| {
+                    own.clone()
+                        .or_else(|| self.keyholder_dir.as_ref().map(|d| d.join(name)))
+                        .ok_or_else(|| missing(&format!("keyholder_dir (or the path of {name})")))
+                };
+                Arc::new(KeyHolderClient::new(
+                    url,
+                    &file(&self.keyholder_ca, "ca.pem")?,
+                    &file(&self.keyholder_cert, "client.pem")?,
+                    &file(&self.keyholder_key, "client.key")?,
+                )?)
             }
         })
     }
