@@ -56,6 +56,9 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         println!("clouds.yaml: {}", s.data_dir.join("clouds.yaml").display());
     }
 
+    let network = himmel_network::NetworkService::new(db.clone());
+    register_network_endpoint(&db, &s).await?;
+
     let retention = std::time::Duration::from_secs(u64::from(s.audit_retention_days) * 86_400);
     let audit =
         himmel_audit::admin::start_for_region(db.clone(), &s.data_dir, &s.region, retention)
@@ -74,6 +77,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         .route("/healthz", get(|| async { "ok" }))
         .merge(himmel_audit::routes(&pipeline, audit.clone()))
         .merge(himmel_identity::routes(&pipeline, identity.clone()))
+        .merge(himmel_network::routes(&pipeline, network.clone()))
         .fallback(|| async { himmel_http::pipeline::not_found(himmel_http::ErrorFormat::Keystone) })
         .layer(DefaultBodyLimit::max(MAX_BODY));
 
@@ -98,6 +102,18 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(crate::control::socket_path(&s.data_dir));
     audit.shutdown().await?;
     tracing::info!("drained, exiting");
+    Ok(())
+}
+
+/// The catalog entry of the networking API (idempotent, so a changed
+/// public URL is picked up on restart).
+async fn register_network_endpoint(db: &himmel_db::Db, s: &Settings) -> anyhow::Result<()> {
+    let url = format!("{}{}", s.public_url, himmel_network::PATH_PREFIX);
+    let mut tx = db.begin_write().await?;
+    himmel_identity::bootstrap::ensure_service(&mut tx, "network", "neutron", &s.region, &url)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the network endpoint: {e}"))?;
+    tx.commit().await?;
     Ok(())
 }
 
