@@ -231,6 +231,34 @@ impl Keyring {
         })
     }
 
+    /// Checks at start that the root key opens the stored project keys: one
+    /// key per root key version is unwrapped. A root key that was lost or
+    /// replaced (a deleted key file, a token without its key) is refused
+    /// here, clearly, instead of every read failing later. Revoked projects
+    /// (key holder) do not count against it.
+    pub async fn verify_root(&self) -> Result<usize, KmsError> {
+        let mut verified: Vec<String> = Vec::new();
+        for row in store::all_live(&self.inner.db).await? {
+            if verified.contains(&row.wrapped.root_ref) {
+                continue;
+            }
+            match self.kek_from_row(&row).await {
+                Ok(_) => verified.push(row.wrapped.root_ref.clone()),
+                // another project under the same root key may tell
+                Err(KmsError::Revoked(_)) => {}
+                Err(e) => {
+                    return Err(KmsError::RootUnavailable(format!(
+                        "{} does not open the project keys wrapped by {}: {e} \
+                         (was the root key lost or replaced?)",
+                        self.inner.root.describe(),
+                        row.wrapped.root_ref
+                    )))
+                }
+            }
+        }
+        Ok(verified.len())
+    }
+
     /// Drops cached unwrapped keys (all, or one project's).
     pub fn forget(&self, project_id: Option<&str>) {
         let mut cache = self.inner.cache.lock().expect("key cache lock");

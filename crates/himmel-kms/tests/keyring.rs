@@ -243,3 +243,19 @@ async fn destroying_a_project_key_makes_its_data_unrecoverable() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_lost_root_key_is_refused_at_start_not_at_every_read() {
+    let s = sqlite().await;
+    let ring = s.keyring();
+    ring.seal("p1", b"a", b"x").await.unwrap();
+    assert_eq!(s.keyring().verify_root().await.unwrap(), 1);
+
+    // the key file is gone and a new one was made in its place
+    let dir = tempfile::tempdir().unwrap();
+    let other = Arc::new(KeyFile::open_or_create(&dir.path().join("root.key")).unwrap());
+    let replaced = Keyring::new(s.db.clone(), other, Duration::from_secs(60), None);
+    let err = replaced.verify_root().await.unwrap_err();
+    assert!(matches!(err, KmsError::RootUnavailable(_)));
+    assert!(err.to_string().contains("file:1"), "{err}");
+}

@@ -69,6 +69,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         s.root_key.cache_ttl(),
         Some(Arc::new(audit.clone())),
     );
+    keyring.verify_root().await?;
     tracing::info!(root_key = %keyring.root().describe(), "key hierarchy ready");
     spawn_project_key_shredder(keyring.clone());
     crate::control::spawn(&s.data_dir, keyring.clone())?;
