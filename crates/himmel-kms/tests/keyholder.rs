@@ -370,7 +370,12 @@ async fn malformed_requests_are_refused_with_a_reason_and_logged() {
         (
             serde_json::json!({"project_id": "../etc", "context": "", "root_ref": "file:1", "wrapped": ""})
                 .to_string(),
-            "../etc",
+            "\"../etc\"",
+        ),
+        (
+            serde_json::json!({"project_id": "p1\n2026 unwrap p1 ok", "context": "", "root_ref": "file:1", "wrapped": ""})
+                .to_string(),
+            "\"p1\\n2026 unwrap p1 ok\"",
         ),
         (
             serde_json::json!({"project_id": "p1", "context": "", "root_ref": "file:1", "wrapped": "AAAA"})

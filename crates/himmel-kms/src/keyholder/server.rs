@@ -229,7 +229,7 @@ impl KeyHolder {
             Err(r) if r.code == ERR_REVOKED => ERR_REVOKED.to_owned(),
             Err(r) => format!("{}: {}", r.code, r.message),
         };
-        let entry = LogEntry::now(operation, project, &client.0, &outcome);
+        let entry = LogEntry::now(operation, &loggable(project), &client.0, &outcome);
         let log = self.log.clone();
         let logged = tokio::task::spawn_blocking(move || log.append(&entry)).await;
         if !matches!(logged, Ok(Ok(()))) {
@@ -241,6 +241,19 @@ impl KeyHolder {
             Err(refusal) => refusal.into_response(),
         }
     }
+}
+
+/// A project id as the log shows it: a valid one as is, anything else a
+/// client sent quoted and cut short, so that it cannot pass for another
+/// entry or flood the log.
+fn loggable(project: &str) -> String {
+    const MAX: usize = 80;
+    if project == "-" || api::valid_project_id(project) {
+        return project.to_owned();
+    }
+    let cut: String = project.chars().take(MAX).collect();
+    let ellipsis = if cut.len() < project.len() { "…" } else { "" };
+    format!("{cut:?}{ellipsis}")
 }
 
 /// What the key holder binds a wrapped key to: the project it answers for
@@ -348,4 +361,25 @@ async fn rotate(
         .map(|root_ref| RotateResponse { root_ref })
         .map_err(Refusal::from);
     holder.finish("rotate", "-", &client, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_project_ids_are_logged_quoted_and_short() {
+        assert_eq!(loggable("0123abcd"), "0123abcd");
+        assert_eq!(loggable("-"), "-");
+        assert_eq!(loggable("a\nwrap ok"), "\"a\\nwrap ok\"");
+        let long = "x/".repeat(1000);
+        let logged = loggable(&long);
+        assert!(logged.len() < 100 && logged.ends_with('…'), "{logged}");
+    }
+
+    #[test]
+    fn the_bound_context_separates_project_and_context() {
+        // ("ab", "c") and ("a", "bc") must not bind to the same bytes.
+        assert_ne!(bound_context("ab", b"c"), bound_context("a", b"bc"));
+    }
 }
