@@ -2,9 +2,13 @@
 //! [`crate::PATH_PREFIX`].
 
 mod access;
+mod floatingips;
+mod ip_availability;
 mod list;
 mod networks;
 mod ports;
+mod quotas;
+mod routers;
 mod security_groups;
 mod subnets;
 mod tags;
@@ -52,6 +56,10 @@ pub fn routes(p: &Pipeline, service: NetworkService) -> Router {
         .merge(subnets::routes(p))
         .merge(ports::routes(p))
         .merge(security_groups::routes(p))
+        .merge(routers::routes(p))
+        .merge(floatingips::routes(p))
+        .merge(quotas::routes(p))
+        .merge(ip_availability::routes(p))
         .fallback(p.on(&SERVICE, &UNKNOWN_PATH, any_method(), unknown_path))
         .with_state(service);
     Router::new().nest(crate::PATH_PREFIX, api)
@@ -97,6 +105,11 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("network", "networks"),
     ("subnet", "subnets"),
     ("port", "ports"),
+    ("router", "routers"),
+    ("floatingip", "floatingips"),
+    ("security_group", "security-groups"),
+    ("security_group_rule", "security-group-rules"),
+    ("quota", "quotas"),
 ];
 
 async fn resources(headers: HeaderMap) -> Json<Value> {
@@ -119,6 +132,13 @@ const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("port-security", "Port Security", "Provides port security (anti-spoofing and security groups) on or off per network and port."),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs on ports."),
     ("binding", "Port Binding", "Exposes port bindings to administrators."),
+    ("router", "Neutron L3 Router", "Routers, their interfaces and floating IPs."),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "SNAT on or off on a router's external gateway."),
+    ("extraroute", "Neutron Extra Route", "Static routes on routers."),
+    ("router_availability_zone", "Router Availability Zone", "Availability zone support for routers."),
+    ("quotas", "Quota management support", "Per-project quotas, enforced on create."),
+    ("quota_details", "Quota details management support", "Quota usage details per project."),
+    ("network-ip-availability", "Network IP Availability", "How many addresses networks and subnets have and use."),
     ("security-group", "security-group", "The security groups extension."),
     ("security-groups-default-rules", "Default rules for security groups", "Configures the rules new security groups start with."),
     ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not."),
@@ -164,5 +184,6 @@ async fn availability_zones() -> Json<Value> {
     let zone = crate::model::AVAILABILITY_ZONE;
     Json(json!({"availability_zones": [
         {"name": zone, "resource": "network", "state": "available"},
+        {"name": zone, "resource": "router", "state": "available"},
     ]}))
 }
