@@ -61,11 +61,19 @@ pub async fn run(cmd: KeyHolderCommand) -> anyhow::Result<()> {
     match cmd {
         KeyHolderCommand::Init { dir, hosts } => {
             let layout = keyholder::init(&dir, &hosts)?;
+            let host = hosts
+                .first()
+                .map_or(keyholder::init::DEFAULT_HOSTS[0], String::as_str);
             println!("key holder directory {} is ready", dir.display());
-            println!("hand these files to the region's operator:");
-            println!("  keyholder_ca   = {}", layout.region_ca().display());
-            println!("  keyholder_cert = {}", layout.region_cert().display());
-            println!("  keyholder_key  = {}", layout.region_key().display());
+            println!(
+                "hand {} (ca.pem, client.pem, client.key) to the region's operator; \
+                 the region's config file then says:",
+                layout.region_dir().display()
+            );
+            println!("  [root_key]");
+            println!("  provider = \"keyholder\"");
+            println!("  keyholder_url = \"https://{host}:<port of keyholder serve --listen>\"");
+            println!("  keyholder_dir = \"<where those files are on the region's machine>\"");
             Ok(())
         }
         KeyHolderCommand::Serve { dir, listen } => {

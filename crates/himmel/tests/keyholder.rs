@@ -65,7 +65,8 @@ async fn an_operator_revokes_and_restores_a_project_while_the_key_holder_serves(
     let dir = tmp.path().join("kh");
     let printed = himmel_ok(&["keyholder", "init"], &dir);
     let layout = Layout::new(&dir);
-    assert!(printed.contains(&layout.region_cert().display().to_string()));
+    assert!(printed.contains(&layout.region_dir().display().to_string()));
+    assert!(printed.contains("provider = \"keyholder\""), "{printed}");
     let again = himmel(&["keyholder", "init"], &dir);
     assert!(
         !again.status.success(),
@@ -146,4 +147,124 @@ fn serve_refuses_a_directory_that_was_never_initialised() {
     assert!(!himmel(&["keyholder", "revoke", "p1"], tmp.path())
         .status
         .success());
+}
+
+/// A region started with `config`, its errors going to `stderr`.
+fn start_region(data: &Path, config: &Path, stderr: &Path) -> support::Server {
+    let port = support::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_himmel"));
+    cmd.args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("HIMMEL_CONFIG", config)
+        .env("HIMMEL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap());
+    support::Server {
+        child: cmd.spawn().unwrap(),
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn admin_keys(data: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_himmel"))
+        .args(["admin", "keys"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("HIMMEL_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_region_keeps_its_root_key_in_the_key_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kh = tmp.path().join("kh");
+    himmel_ok(&["keyholder", "init"], &kh);
+    let kh_port = support::free_port();
+    let holder = serve(&kh, kh_port);
+    let config = tmp.path().join("himmel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[root_key]\nprovider = \"keyholder\"\nkeyholder_url = \"https://localhost:{kh_port}\"\n\
+             keyholder_dir = {:?}\ncache_seconds = 1\n",
+            Layout::new(&kh).region_dir()
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("region");
+    let http = reqwest::Client::new();
+    let stderr = tmp.path().join("region.err");
+    let region = start_region(&data, &config, &stderr);
+    region.wait_ready(&http).await;
+
+    let token = support::issue(&http, &region.url, &support::admin_password(&data))
+        .await
+        .unwrap();
+    let projects: serde_json::Value = http
+        .get(format!("{}/v3/projects?name=admin", region.url))
+        .header("x-auth-token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project = projects["projects"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        admin_keys(&data, &["rotate-project-key", &project])["version"],
+        1
+    );
+    let rotated = admin_keys(&data, &["rotate-root"]);
+    assert_eq!(rotated["root"], "keyholder:file:2", "{rotated}");
+    assert_eq!(rotated["rewrapped_project_keys"], 1, "{rotated}");
+    drop(region);
+
+    let log = himmel_ok(&["keyholder", "log", "--json"], &kh);
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("wrap", "ok"),
+            ("rotate", "ok"),
+            ("unwrap", "ok"),
+            ("wrap", "ok")
+        ],
+        "{log}"
+    );
+    assert!(entries.iter().all(|e| e["client"] == "CN=himmel region"));
+
+    // A revoked project does not keep the region from starting ...
+    himmel_ok(&["keyholder", "revoke", &project], &kh);
+    let region = start_region(&data, &config, &stderr);
+    region.wait_ready(&http).await;
+    drop(region);
+
+    // ... an unreachable key holder does, and says why.
+    drop(holder);
+    let mut region = start_region(&data, &config, &stderr);
+    let status = region.child.wait().unwrap();
+    assert!(!status.success());
+    let said = std::fs::read_to_string(&stderr).unwrap();
+    assert!(said.contains("key holder"), "{said}");
 }
