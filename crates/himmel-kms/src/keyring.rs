@@ -43,6 +43,10 @@ struct Inner {
 pub struct RootRotation {
     pub new_root: String,
     pub rewrapped: usize,
+    /// Projects whose keys the key holder refuses to unwrap (revoked): they
+    /// stay under the old root key version until they are re-wrapped by a
+    /// later rotation.
+    pub skipped_revoked: Vec<String>,
 }
 
 fn kek_context(project_id: &str, version: u32) -> Vec<u8> {
@@ -198,16 +202,27 @@ impl Keyring {
         let new_root = self.inner.root.rotate().await?;
         self.audit_root("key-manager:rotate_root_key", "PUT").await;
         let mut rewrapped = 0;
+        let mut skipped_revoked = Vec::new();
         for row in store::all_live(&self.inner.db).await? {
             if self.inner.root.is_current(&row.wrapped.root_ref) {
                 continue;
             }
             let context = kek_context(&row.project_id, row.version);
-            let kek = self
+            let kek = match self
                 .inner
                 .root
                 .unwrap(&row.project_id, &context, &row.wrapped)
-                .await?;
+                .await
+            {
+                Ok(kek) => kek,
+                Err(KmsError::Revoked(project)) => {
+                    if !skipped_revoked.contains(&project) {
+                        skipped_revoked.push(project);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let fresh = self
                 .inner
                 .root
@@ -228,6 +243,7 @@ impl Keyring {
         Ok(RootRotation {
             new_root,
             rewrapped,
+            skipped_revoked,
         })
     }
 

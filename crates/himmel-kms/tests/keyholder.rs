@@ -356,6 +356,29 @@ async fn a_root_rotation_rewraps_every_project_key_through_the_key_holder() {
 }
 
 #[tokio::test]
+async fn a_root_rotation_skips_revoked_projects_and_rewraps_the_rest() {
+    let holder = Holder::start().await;
+    let (ring, _db_dir) = keyring(holder.client(), Duration::from_secs(60)).await;
+    ring.seal("p1", b"a", b"one").await.unwrap();
+    let b = ring.seal("p2", b"b", b"two").await.unwrap();
+    ring.forget(None);
+    keyholder::set_revoked(holder.dir(), "p1", true).unwrap();
+
+    let rotation = ring.rotate_root().await.unwrap();
+    assert_eq!(rotation.rewrapped, 1);
+    assert_eq!(rotation.skipped_revoked, ["p1"]);
+
+    // restored, the revoked project's key opens under the old root version
+    // and the next rotation re-wraps it
+    keyholder::set_revoked(holder.dir(), "p1", false).unwrap();
+    ring.forget(None);
+    assert_eq!(ring.open("p2", b"b", &b).await.unwrap(), b"two");
+    let again = ring.rotate_root().await.unwrap();
+    assert!(again.skipped_revoked.is_empty());
+    assert_eq!(again.rewrapped, 2);
+}
+
+#[tokio::test]
 async fn malformed_requests_are_refused_with_a_reason_and_logged() {
     let holder = Holder::start().await;
     let http = holder.raw_client();

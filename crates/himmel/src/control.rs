@@ -62,7 +62,11 @@ pub async fn execute(keyring: &Keyring, request: &str) -> anyhow::Result<Value> 
     match (words.next(), words.next(), words.next()) {
         (Some("rotate-root"), None, None) => {
             let r = keyring.rotate_root().await?;
-            Ok(json!({"root": r.new_root, "rewrapped_project_keys": r.rewrapped}))
+            Ok(json!({
+                "root": r.new_root,
+                "rewrapped_project_keys": r.rewrapped,
+                "skipped_revoked_projects": r.skipped_revoked,
+            }))
         }
         (Some("rotate-project-key"), Some(project), None) => {
             let version = keyring.rotate_project_key(project).await?;
