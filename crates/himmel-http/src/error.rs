@@ -18,6 +18,8 @@ pub enum ErrorFormat {
     Neutron,
     /// `{"itemNotFound": {"code": 404, "message": "…"}}`
     Nova,
+    /// `{"code": 404, "title": "Not Found", "description": "…"}` (Barbican)
+    Barbican,
     /// Plain `{"message": "…"}`-style bodies (health, metrics).
     Plain,
 }
@@ -67,6 +69,11 @@ pub fn render(format: ErrorFormat, err: &Error) -> Response {
             );
             serde_json::Value::Object(m)
         }
+        ErrorFormat::Barbican => json!({
+            "code": status.as_u16(),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "description": message,
+        }),
         ErrorFormat::Plain => json!({"message": message}),
     };
     let mut resp = (status, body.to_string()).into_response();

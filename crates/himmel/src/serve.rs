@@ -73,12 +73,15 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     tracing::info!(root_key = %keyring.root().describe(), "key hierarchy ready");
     spawn_project_key_shredder(keyring.clone());
     crate::control::spawn(&s.data_dir, keyring.clone())?;
+    register_key_manager(&db, &s).await?;
+    let key_manager = himmel_kms::KeyManager::new(db.clone(), keyring.clone());
     let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(audit.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(himmel_audit::routes(&pipeline, audit.clone()))
         .merge(himmel_identity::routes(&pipeline, identity.clone()))
         .merge(himmel_network::routes(&pipeline, network.clone()))
+        .merge(himmel_kms::api::routes(&pipeline, key_manager))
         .fallback(|| async { himmel_http::pipeline::not_found(himmel_http::ErrorFormat::Keystone) })
         .layer(DefaultBodyLimit::max(MAX_BODY));
 
@@ -114,6 +117,23 @@ async fn register_network_endpoint(db: &himmel_db::Db, s: &Settings) -> anyhow::
     himmel_identity::bootstrap::ensure_service(&mut tx, "network", "neutron", &s.region, &url)
         .await
         .map_err(|e| anyhow::anyhow!("registering the network endpoint: {e}"))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The Key Manager's catalog entry (idempotent, so a changed public URL is
+/// picked up on restart).
+async fn register_key_manager(db: &himmel_db::Db, s: &Settings) -> anyhow::Result<()> {
+    let mut tx = db.begin_write().await?;
+    himmel_identity::bootstrap::ensure_service(
+        &mut tx,
+        "key-manager",
+        "barbican",
+        &s.region,
+        &format!("{}{}", s.public_url, himmel_kms::api::PREFIX),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("registering the key manager endpoint: {e}"))?;
     tx.commit().await?;
     Ok(())
 }
