@@ -170,6 +170,16 @@ impl Names {
         format!("{}-router-{}", self.prefix, router_id.to_ascii_lowercase())
     }
 
+    /// The namespace of an instance (`device_id`) whose ports this host plugs. The instance's
+    /// driver (or a test) creates it; the dataplane never creates or deletes it.
+    pub fn instance_netns(&self, device_id: &str) -> String {
+        format!(
+            "{}-instance-{}",
+            self.prefix,
+            device_id.to_ascii_lowercase()
+        )
+    }
+
     /// Whether a namespace is one of ours (a DHCP or router namespace of this prefix).
     pub fn owns_netns(&self, name: &str) -> bool {
         [
@@ -233,6 +243,10 @@ mod tests {
         assert_eq!(t1.owns_link(&t10.link(Kind::Bridge, ID)), None);
         assert!(!t1.owns_netns(&t10.dhcp_netns(ID)));
         assert!(t10.owns_netns(&t10.router_netns(ID)));
+        assert!(
+            !t10.owns_netns(&t10.instance_netns(ID)),
+            "instances' namespaces are never removed by the dataplane"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod addr;
 mod api;
 pub mod model;
 pub mod policy;
+pub mod reconcile;
 pub mod store;
 
 use std::sync::Arc;

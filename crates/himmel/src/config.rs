@@ -36,6 +36,20 @@ pub struct ServeArgs {
     /// Keep it off the data disk to make a copy of that disk useless alone.
     #[arg(long, env = "HIMMEL_ROOT_KEY_FILE")]
     pub root_key_file: Option<PathBuf>,
+    /// Do not drive the network dataplane even when this host could (the API still works).
+    #[arg(long, env = "HIMMEL_NO_DATAPLANE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_dataplane: bool,
+    /// Prefix (1-3 characters) of every interface and namespace the dataplane creates;
+    /// derived from the data dir by default, so two regions on one host never meet.
+    #[arg(long, env = "HIMMEL_DATAPLANE_PREFIX")]
+    pub dataplane_prefix: Option<String>,
+    /// The interface the external (flat) network is bridged to.
+    #[arg(long, env = "HIMMEL_EXTERNAL_INTERFACE")]
+    pub external_interface: Option<String>,
+    /// This host's name as ports are bound to it (`binding:host_id`); the system host
+    /// name by default.
+    #[arg(long, env = "HIMMEL_HOST_NAME")]
+    pub host_name: Option<String>,
     /// Optional TOML file with the same options (and `[security_compliance]`).
     #[arg(long, env = "HIMMEL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -58,6 +72,49 @@ struct FileConfig {
     security_compliance: himmel_identity::SecurityCompliance,
     #[serde(default)]
     root_key: crate::keys::RootKeyConfig,
+    #[serde(default)]
+    dataplane: DataplaneFile,
+}
+
+/// The `[dataplane]` section of the TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct DataplaneFile {
+    enabled: Option<bool>,
+    prefix: Option<String>,
+    external_interface: Option<String>,
+    host_name: Option<String>,
+}
+
+/// How this region drives the host's network dataplane.
+#[derive(Debug, Clone)]
+pub struct DataplaneSettings {
+    pub enabled: bool,
+    pub prefix: String,
+    pub external_interface: Option<String>,
+    pub host_name: String,
+}
+
+/// `h` and two base-36 digits of a hash of the data dir: stable for a region, different for
+/// two regions on one host (FNV-1a; it only needs to spread, not to resist anyone).
+fn derived_prefix(data_dir: &std::path::Path) -> String {
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let hash = path
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let digit = |n: u64| char::from_digit((n % 36) as u32, 36).unwrap_or('0');
+    format!("h{}{}", digit(hash), digit(hash / 36))
+}
+
+fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Resolved settings.
@@ -75,6 +132,7 @@ pub struct Settings {
     pub audit_retention_days: u32,
     pub security: himmel_identity::SecurityCompliance,
     pub root_key: crate::keys::RootKeyConfig,
+    pub dataplane: DataplaneSettings,
 }
 
 impl ServeArgs {
@@ -117,7 +175,22 @@ impl ServeArgs {
             };
             format!("http://{host}:{}", listen.port())
         });
+        let dataplane = DataplaneSettings {
+            enabled: !self.no_dataplane && file.dataplane.enabled.unwrap_or(true),
+            prefix: self
+                .dataplane_prefix
+                .or(file.dataplane.prefix)
+                .unwrap_or_else(|| derived_prefix(&data_dir)),
+            external_interface: self
+                .external_interface
+                .or(file.dataplane.external_interface),
+            host_name: self
+                .host_name
+                .or(file.dataplane.host_name)
+                .unwrap_or_else(system_host_name),
+        };
         Ok(Settings {
+            dataplane,
             data_dir: data_dir.clone(),
             listen,
             s3_listen,

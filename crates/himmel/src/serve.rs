@@ -58,6 +58,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
 
     let network = himmel_network::NetworkService::new(db.clone());
     register_network_endpoint(&db, &s).await?;
+    spawn_dataplane(&s, &network);
 
     let retention = std::time::Duration::from_secs(u64::from(s.audit_retention_days) * 86_400);
     let audit =
@@ -107,6 +108,25 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     audit.shutdown().await?;
     tracing::info!("drained, exiting");
     Ok(())
+}
+
+/// The reconciler that drives this host's network dataplane from the store (it stays off,
+/// saying why, when the host cannot run it).
+fn spawn_dataplane(s: &Settings, network: &himmel_network::NetworkService) {
+    if !s.dataplane.enabled {
+        tracing::info!("network dataplane off: disabled by configuration");
+        return;
+    }
+    himmel_network::reconcile::spawn(
+        network.clone(),
+        himmel_network::reconcile::ReconcileConfig {
+            prefix: s.dataplane.prefix.clone(),
+            state_dir: s.data_dir.join("dataplane"),
+            host: s.dataplane.host_name.clone(),
+            external_interface: s.dataplane.external_interface.clone(),
+            interval: std::time::Duration::from_secs(10),
+        },
+    );
 }
 
 /// The catalog entry of the networking API (idempotent, so a changed
