@@ -27,17 +27,6 @@ fn keys(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-async fn get(http: &reqwest::Client, url: &str, token: &str) -> Value {
-    let r = http
-        .get(url)
-        .header("x-auth-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{url}");
-    r.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn key_operations_run_inside_the_region_and_are_audited() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,13 +36,7 @@ async fn key_operations_run_inside_the_region_and_are_audited() {
     let token = issue(&http, &server.url, &admin_password(dir.path()))
         .await
         .unwrap();
-    let projects = get(
-        &http,
-        &format!("{}/v3/projects?name=admin", server.url),
-        &token,
-    )
-    .await;
-    let project = projects["projects"][0]["id"].as_str().unwrap().to_string();
+    let project = admin_project_id(&http, &server.url, &token).await;
 
     assert_eq!(
         keys(dir.path(), &["rotate-project-key", &project])["version"],
@@ -69,7 +52,7 @@ async fn key_operations_run_inside_the_region_and_are_audited() {
     let root_file = std::fs::read_to_string(dir.path().join("root.key")).unwrap();
     assert_eq!(root_file.lines().count(), 2);
 
-    let events = get(&http, &format!("{}/v3/audit/events", server.url), &token).await;
+    let events = get_json(&http, &format!("{}/v3/audit/events", server.url), &token).await;
     let names: Vec<String> = events["events"]
         .as_array()
         .unwrap()

@@ -24,6 +24,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, port: u16, database: Option<&str>) -> Server {
+        Server::start_with(dir, port, database, |_| {})
+    }
+
+    /// Starts a region after `configure` added its own options or
+    /// environment to the command.
+    pub fn start_with(
+        dir: &Path,
+        port: u16,
+        database: Option<&str>,
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_himmel"));
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
@@ -34,6 +45,7 @@ impl Server {
         if let Some(db) = database {
             cmd.args(["--database", db]);
         }
+        configure(&mut cmd);
         Server {
             child: cmd.spawn().unwrap(),
             url: format!("http://127.0.0.1:{port}"),
@@ -108,4 +120,21 @@ pub fn verify_trail(dir: &Path, database: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    let r = http
+        .get(url)
+        .header("x-auth-token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.unwrap()
+}
+
+/// The id of the admin project of a fresh region.
+pub async fn admin_project_id(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let projects = get_json(http, &format!("{url}/v3/projects?name=admin"), token).await;
+    projects["projects"][0]["id"].as_str().unwrap().to_string()
 }
