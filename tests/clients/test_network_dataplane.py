@@ -78,6 +78,7 @@ class Lab:
         self.prefix = "c" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(2))
         self.data_dir = data_dir
         self.namespaces: list[str] = []
+        self.uplink = f"{self.prefix}up"
 
     def instance(self, device_id: str) -> str:
         ns = f"{self.prefix}-instance-{device_id}"
@@ -86,11 +87,27 @@ class Lab:
         self.namespaces.append(ns)
         return ns
 
+    def internet(self, address: str) -> str:
+        """A namespace standing for the internet, on a veth whose other end is the operator's
+        external interface."""
+        ns = f"{self.prefix}-internet"
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        sh("ip", "link", "add", self.uplink, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        sh("ip", "link", "set", self.uplink, "up")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", ns, "addr", "add", address, "dev", "eth0")
+        return ns
+
     def cleanup(self) -> None:
-        for line in sh("ps", "-eo", "pid=,args=").stdout.splitlines():
-            pid, _, args = line.strip().partition(" ")
-            if "dnsmasq" in args and str(self.data_dir) in args:
-                os.kill(int(pid), signal.SIGTERM)
+        # dnsmasq of networks still in the store when the region stopped
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "dnsmasq" in cmdline and str(self.data_dir) in cmdline:
+                os.kill(int(proc.name), signal.SIGTERM)
         for ns in sh("ip", "netns", "list").stdout.split():
             if ns.startswith(f"{self.prefix}-"):
                 sh("ip", "netns", "del", ns, check=False)
@@ -98,6 +115,7 @@ class Lab:
             name = line.split(":")[1].strip().split("@")[0]
             if name.startswith(self.prefix) and len(name) == len(self.prefix) + 12:
                 sh("ip", "link", "del", name, check=False)
+        sh("ip", "link", "del", self.uplink, check=False)
         for family, table in (("inet", "conntrack"), ("bridge", "security_groups")):
             sh("nft", "delete", "table", family, f"{self.prefix}_{table}", check=False)
 
@@ -108,6 +126,7 @@ def lab(new_region, monkeypatch, tmp_path):
     lab = Lab(region.data_dir)
     monkeypatch.setenv("HIMMEL_DATAPLANE_PREFIX", lab.prefix)
     monkeypatch.setenv("HIMMEL_HOST_NAME", HOST)
+    monkeypatch.setenv("HIMMEL_EXTERNAL_INTERFACE", lab.uplink)
     monkeypatch.delenv("HIMMEL_NO_DATAPLANE", raising=False)
     lab.region = region
     lab.script = tmp_path / "udhcpc.script"
@@ -176,3 +195,65 @@ def test_a_cli_port_gets_its_lease_and_the_dataplane_survives_kill_and_manual_de
     wait_for("the DHCP namespace to go", lambda: dhcp_ns not in sh("ip", "netns", "list").stdout)
     links = sh("ip", "-o", "link", "show").stdout
     assert f": {lab.prefix}b" not in links, "the network's bridge is gone"
+
+
+def pings(netns: str, address: str) -> bool:
+    return sh("ip", "netns", "exec", netns, "ping", "-c1", "-W1", address, check=False).returncode == 0
+
+
+def tcp_answers(netns: str, address: str, port: int) -> bool:
+    done = subprocess.run(["ip", "netns", "exec", netns, "busybox", "nc", "-w", "1", address, str(port)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    return "hello" in done.stdout
+
+
+def test_router_snat_floating_ip_and_security_group_rules_through_the_api(lab, unique):
+    region = lab.region
+    internet = lab.internet("198.51.100.1/24")
+    region.spawn()
+    region.wait_healthy()
+
+    ext = region.cli_json("network", "create", "--external", f"ext-{unique}")
+    region.cli_json("subnet", "create", "--network", ext["id"], "--subnet-range", "198.51.100.0/24",
+                    "--gateway", "198.51.100.1", "--no-dhcp", f"ext-sub-{unique}")
+    region.cli_json("network", "create", f"net-{unique}")
+    region.cli_json("subnet", "create", "--network", f"net-{unique}", "--subnet-range", "10.72.0.0/24",
+                    f"sub-{unique}")
+    router = region.cli_json("router", "create", f"router-{unique}")
+    region.cli_ok("router", "set", "--external-gateway", ext["id"], router["id"])
+    region.cli_ok("router", "add", "subnet", router["id"], f"sub-{unique}")
+    port, device = create_instance_port(region, lab, unique, "vm", "10.72.0.50")
+    vm = lab.instance(device)
+    wait_for("the port to become ACTIVE", lambda: port_status(region, port["id"]) == "ACTIVE")
+    assert dhcp_lease(vm, lab.script)
+    wait_for("SNAT to the internet through the router", lambda: pings(vm, "198.51.100.1"))
+
+    fip = region.cli_json("floating", "ip", "create", ext["id"])
+    region.cli_ok("floating", "ip", "set", "--port", port["id"], fip["id"])
+    address = fip["floating_ip_address"]
+    group = region.cli_json("port", "show", port["id"])["security_group_ids"][0]
+    time.sleep(1)
+    assert not pings(internet, address), "the default group admits nothing from the internet"
+
+    icmp = region.cli_json("security", "group", "rule", "create", "--protocol", "icmp",
+                           "--remote-ip", "198.51.100.0/24", group)
+    wait_for("the floating IP to answer from the internet", lambda: pings(internet, address))
+
+    server = subprocess.Popen(["ip", "netns", "exec", vm, "busybox", "nc", "-ll", "-p", "8080", "-e", "echo", "hello"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert not tcp_answers(internet, address, 8080), "tcp/8080 closed"
+        tcp = region.cli_json("security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "8080",
+                              "--remote-ip", "198.51.100.1/32", group)
+        wait_for("tcp/8080 to open", lambda: tcp_answers(internet, address, 8080))
+        region.cli_ok("security", "group", "rule", "delete", tcp["id"])
+        wait_for("tcp/8080 to close again", lambda: not tcp_answers(internet, address, 8080))
+    finally:
+        server.kill()
+        server.wait()
+
+    region.cli_ok("security", "group", "rule", "delete", icmp["id"])
+    wait_for("icmp to close again", lambda: not pings(internet, address))
+    region.cli_ok("floating", "ip", "unset", "--port", fip["id"])
+    region.cli_ok("router", "set", "--disable-snat", "--external-gateway", ext["id"], router["id"])
+    wait_for("no way out without SNAT or a floating IP", lambda: not pings(vm, "198.51.100.1"))
