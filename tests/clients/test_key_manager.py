@@ -177,3 +177,32 @@ def test_container_groups_secrets(region, tenant, unique):
     refused(region.cli("secret", "container", "get", href, cloud=tenant["other"]))
     region.cli_ok("secret", "container", "delete", href, cloud=tenant["member"])
     refused(region.cli("secret", "container", "get", href, cloud=tenant["member"]), "404")
+
+
+def test_stored_payloads_are_nowhere_in_the_clear(region, tenant, unique):
+    """After storing secrets with a known marker, neither the data dir (the
+    SQLite file and its WAL, keys, everything) nor a dump of the PostgreSQL
+    database holds the marker, plain or base64-encoded."""
+    import base64
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    marker = f"PLAINTEXT-MARKER-{unique}"
+    region.cli_ok("secret", "store", "--payload", marker, cloud=tenant["member"])
+    region.sdk(tenant["member"]).key_manager.create_secret(payload=f"{marker}-text", payload_content_type="text/plain")
+    needles = [marker.encode(), base64.b64encode(marker.encode()), base64.b64encode(f"{marker}-text".encode())]
+
+    if region.external:
+        pytest.skip("an external cloud's storage cannot be inspected")
+    for path in Path(region.data_dir).rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(n in data for n in needles), f"{path} holds the marker"
+    if region.database:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))
+        pg_dump = shutil.which("pg_dump") or (str(found[-1]) if found else None)
+        assert pg_dump, "pg_dump not found (the PostgreSQL client tools come with the test command's server)"
+        dump = subprocess.run([pg_dump, region.database], check=True, capture_output=True, timeout=60).stdout
+        assert b"kms_secrets" in dump, "the dump does not cover the secrets table"
+        assert not any(n in dump for n in needles), "the PostgreSQL dump holds the marker"

@@ -40,6 +40,7 @@ const ON_RESOURCE: Check = Authenticated;
 operations! {
     VERSIONS = "key-manager:get_versions", "key-manager/version", [Public];
     UNKNOWN_PATH = "key-manager:unknown_path", "key-manager/unknown", [Public];
+    METHOD_NOT_ALLOWED = "key-manager:method_not_allowed", "key-manager/unknown", [Public];
 
     SECRETS_POST = "secrets:post", "key-manager/secret", [Project("member")];
     SECRETS_GET = "secrets:get", "key-manager/secret", [Project("reader")];

@@ -270,7 +270,14 @@ async fn listing_filters_sorts_and_pages(r: Region) {
     assert_eq!(by("created=gt:2000-01-01T00:00:00").await["total"], 5);
     assert_eq!(by("created=lt:2000-01-01T00:00:00").await["total"], 0);
     // Barbican's lenient paging: nonsense falls back to defaults.
-    assert_eq!(by("limit=abc&offset=-3").await["total"], 5);
+    let lenient = by("limit=abc&offset=-3").await;
+    assert_eq!(lenient["total"], 5);
+    assert_eq!(lenient["secrets"].as_array().unwrap().len(), 5);
+    assert_eq!(by("limit=0").await["secrets"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        by("limit=1000").await["secrets"].as_array().unwrap().len(),
+        5
+    );
 }
 
 async fn expired_secrets_are_gone_but_can_be_deleted(r: Region) {
@@ -864,6 +871,18 @@ async fn version_discovery_and_unknown_paths(r: Region) {
     assert_eq!(v1.json()["version"]["status"], "stable");
     let unknown = r.call(&r.alice, "GET", "/v1/nothing-here", None).await;
     unknown.assert_error(404);
+    let id = r.store_text(&r.alice, "m", "x").await;
+    r.call(
+        &r.alice,
+        "PATCH",
+        &format!("/v1/secrets/{id}"),
+        Some(json!({})),
+    )
+    .await
+    .assert_error(405);
+    r.call(&r.alice, "POST", &format!("/v1/secrets/{id}/payload"), None)
+        .await
+        .assert_error(405);
 }
 
 async fn containers_group_a_projects_secrets(r: Region) {

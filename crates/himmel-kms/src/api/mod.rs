@@ -15,7 +15,7 @@ use axum::Router;
 use himmel_core::{Error, RequestContext};
 use himmel_http::{ApiError, Authz, Pipeline, Target};
 
-use crate::policy::{SERVICE, UNKNOWN_PATH};
+use crate::policy::{METHOD_NOT_ALLOWED, SERVICE, UNKNOWN_PATH};
 use crate::secrets::content::MAX_REQUEST_BYTES;
 use crate::secrets::KeyManager;
 
@@ -37,6 +37,13 @@ pub fn routes(p: &Pipeline, km: KeyManager) -> Router {
         // on every POST), so each path answers with and without one.
         let path = format!("{PREFIX}{path}");
         let trimmed = path.trim_end_matches('/');
+        // Other methods on a known path: 405 in Barbican's body, audited.
+        let route = route.fallback_service(p.on::<_, _, ()>(
+            &SERVICE,
+            &METHOD_NOT_ALLOWED,
+            any_method(),
+            method_not_allowed,
+        ));
         router = router
             .route(&format!("{trimmed}/"), route.clone())
             .route(trimmed, route);
@@ -58,6 +65,12 @@ fn any_method() -> MethodFilter {
     [M::POST, M::PUT, M::PATCH, M::DELETE, M::HEAD, M::OPTIONS]
         .into_iter()
         .fold(M::GET, MethodFilter::or)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(Error::MethodNotAllowed(
+        "The method is not allowed for the requested URL.".into(),
+    ))
 }
 
 async fn unknown_path() -> ApiError {

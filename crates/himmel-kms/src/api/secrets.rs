@@ -321,7 +321,7 @@ pub fn paging(params: &[(String, String)]) -> (i64, i64) {
         .and_then(|v| v.parse::<i64>().ok())
         .map(|o| o.max(0))
         .unwrap_or(0);
-    let limit = match get("limit").filter(|v| !v.is_empty() && *v != "0") {
+    let limit = match get("limit").filter(|v| !v.is_empty()) {
         None => DEFAULT_LIMIT,
         Some(v) => v
             .parse::<i64>()
