@@ -83,7 +83,11 @@ pub fn links(netns: Option<&str>) -> Result<Vec<Link>> {
 
 /// One link, or `None` when it does not exist.
 pub fn link(netns: Option<&str>, name: &str) -> Result<Option<Link>> {
-    Ok(links(netns)?.into_iter().find(|l| l.name == name))
+    match ip(netns, &["-d", "-j", "link", "show", "dev", name]) {
+        Ok(json) => Ok(parse_links(&json)?.into_iter().find(|l| l.name == name)),
+        Err(e) if e.to_string().contains("does not exist") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn delete_link(netns: Option<&str>, name: &str) -> Result<()> {
@@ -256,8 +260,8 @@ pub fn ensure_veth(
     inner: &str,
     mac: MacAddr,
 ) -> Result<()> {
-    let host_link = link(None, host)?;
-    let inner_link = link(Some(netns), inner)?;
+    let mut host_link = link(None, host)?;
+    let mut inner_link = link(Some(netns), inner)?;
     let intact = matches!((&host_link, &inner_link), (Some(h), Some(i))
         if h.kind.as_deref() == Some("veth") && i.kind.as_deref() == Some("veth") && i.mac == Some(mac));
     if !intact {
@@ -277,16 +281,13 @@ pub fn ensure_veth(
         )?;
         // The bridge port needs no IPv6 link-local address of its own.
         ip(None, &["link", "set", "dev", host, "addrgenmode", "none"])?;
+        (host_link, inner_link) = (None, None);
     }
-    let h = link(None, host)?;
-    if !h
-        .as_ref()
-        .is_some_and(|h| h.up && h.master.as_deref() == Some(bridge) && h.mtu == Some(mtu))
+    if !host_link.is_some_and(|h| h.up && h.master.as_deref() == Some(bridge) && h.mtu == Some(mtu))
     {
         set_up(None, host, mtu, Some(bridge))?;
     }
-    let i = link(Some(netns), inner)?;
-    if !i.as_ref().is_some_and(|i| i.up && i.mtu == Some(mtu)) {
+    if !inner_link.is_some_and(|i| i.up && i.mtu == Some(mtu)) {
         set_up(Some(netns), inner, mtu, None)?;
     }
     Ok(())
