@@ -24,6 +24,7 @@ on_both_engines!(
     version_discovery_and_unknown_paths,
     containers_group_a_projects_secrets,
     key_orders_generate_aes_keys,
+    secret_operations_are_audited_without_payloads,
 );
 
 async fn one_step_text_secret_round_trips(r: Region) {
@@ -1171,4 +1172,45 @@ async fn key_orders_generate_aes_keys(r: Region) {
     r.call(&r.alice, "GET", &oref, None).await.assert_error(404);
     // The generated secret stays.
     assert_eq!(r.call(&r.alice, "GET", &sref, None).await.status, 200);
+}
+
+async fn secret_operations_are_audited_without_payloads(r: Region) {
+    let marker = "AUDIT-MARKER-the-trail-must-not-see-this";
+    let id = r.store_text(&r.alice, "audited", marker).await;
+    assert_eq!(r.payload(&r.alice, &id).await.unwrap(), marker);
+    assert_eq!(r.payload(&r.carol, &id).await, Err(403));
+    assert_eq!(
+        r.call(&r.alice, "DELETE", &format!("/v1/secrets/{id}"), None)
+            .await
+            .status,
+        204
+    );
+
+    let records = r.audit.0.lock().unwrap().clone();
+    let find = |action: &str, status: u16| {
+        records
+            .iter()
+            .find(|x| x.action == action && x.status == status)
+            .unwrap_or_else(|| panic!("no {action} {status} in the trail"))
+    };
+    let stored = find("secrets:post", 201);
+    assert_eq!(stored.target_id.as_deref(), Some(id.as_str()));
+    assert_eq!(stored.service, "key-manager");
+    assert_eq!(stored.initiator.as_ref().unwrap().user_id, r.alice.id);
+    assert_eq!(
+        find("secret:decrypt", 200).target_id.as_deref(),
+        Some(id.as_str())
+    );
+    let denied = find("secret:decrypt", 403);
+    assert_eq!(denied.initiator.as_ref().unwrap().user_id, r.carol.id);
+    assert_eq!(
+        find("secret:delete", 204).target_id.as_deref(),
+        Some(id.as_str())
+    );
+    for record in &records {
+        assert!(
+            !format!("{record:?}").contains(marker),
+            "a payload reached the trail: {record:?}"
+        );
+    }
 }

@@ -118,7 +118,7 @@ pub fn parse_change(body: &Value) -> Result<Option<AclChange>, Error> {
         Some(v) => {
             return Err(wire::invalid(
                 SCHEMA,
-                &format!("{v} is not of type 'boolean'"),
+                &format!("{} is not of type 'boolean'", wire::shown(v)),
                 "project-access",
             ))
         }
@@ -133,7 +133,7 @@ pub fn parse_change(body: &Value) -> Result<Option<AclChange>, Error> {
                     other => {
                         return Err(wire::invalid(
                             SCHEMA,
-                            &format!("{other} is not a user id"),
+                            &format!("{} is not a user id", wire::shown(other)),
                             "users",
                         ))
                     }
@@ -146,7 +146,7 @@ pub fn parse_change(body: &Value) -> Result<Option<AclChange>, Error> {
         Some(v) => {
             return Err(wire::invalid(
                 SCHEMA,
-                &format!("{v} is not of type 'array'"),
+                &format!("{} is not of type 'array'", wire::shown(v)),
                 "users",
             ))
         }

@@ -142,9 +142,12 @@ async fn create(
     let kind = match obj.get("type") {
         Some(Value::String(t)) if TYPES.contains(&t.as_str()) => t.clone(),
         Some(v) => {
-            return Err(
-                wire::invalid(SCHEMA, &format!("{v} is not one of {TYPES:?}"), "type").into(),
+            return Err(wire::invalid(
+                SCHEMA,
+                &format!("{} is not one of {TYPES:?}", wire::shown(v)),
+                "type",
             )
+            .into())
         }
         None => return Err(wire::invalid(SCHEMA, "'type' is a required property", "type").into()),
     };
@@ -158,7 +161,7 @@ async fn create(
         Some(v) => {
             return Err(wire::invalid(
                 SCHEMA,
-                &format!("{v} is not of type 'array'"),
+                &format!("{} is not of type 'array'", wire::shown(v)),
                 "secret_refs",
             )
             .into())

@@ -125,7 +125,7 @@ async fn create(
             .into())
         }
         Some(v) => {
-            return Err(wire::invalid(SCHEMA, &format!("{v} is not one of ['key', 'asymmetric']"), "type").into())
+            return Err(wire::invalid(SCHEMA, &format!("{} is not one of ['key', 'asymmetric']", wire::shown(v)), "type").into())
         }
         None => return Err(wire::invalid(SCHEMA, "'type' is a required property", "type").into()),
     }

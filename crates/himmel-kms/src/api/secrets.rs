@@ -128,10 +128,11 @@ pub fn parse_new_secret(body: &Value, schema: &str, for_order: bool) -> Result<N
             encoding.as_deref(),
             schema,
         )?),
-        Some(v) => {
+        // The value is not echoed: it is meant to be secret.
+        Some(_) => {
             return Err(invalid(
                 schema,
-                &format!("{v} is not of type 'string'"),
+                "the payload is not of type 'string'",
                 "payload",
             ))
         }

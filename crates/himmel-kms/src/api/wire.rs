@@ -14,6 +14,17 @@ pub fn timestamp(micros: i64) -> String {
         .to_string()
 }
 
+/// A client's JSON value for an error message, cut short: errors name
+/// what was wrong without echoing whole request bodies.
+pub fn shown(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= 64 {
+        text
+    } else {
+        format!("{}…", text.chars().take(64).collect::<String>())
+    }
+}
+
 /// A request body that does not match the schema, in Barbican's words.
 pub fn invalid(schema: &str, reason: &str, property: &str) -> Error {
     Error::BadRequest(format!(
@@ -32,8 +43,13 @@ pub fn id_from_ref(r: &str) -> &str {
 
 /// A JSON body's object, or Barbican's schema error.
 pub fn object<'a>(body: &'a Value, schema: &str) -> Result<&'a Map<String, Value>, Error> {
-    body.as_object()
-        .ok_or_else(|| invalid(schema, &format!("{body} is not of type 'object'"), ""))
+    body.as_object().ok_or_else(|| {
+        invalid(
+            schema,
+            &format!("{} is not of type 'object'", shown(body)),
+            "",
+        )
+    })
 }
 
 /// An optional string field of at most `max` characters.
@@ -55,7 +71,7 @@ pub fn opt_string(
         )),
         Some(v) => Err(invalid(
             schema,
-            &format!("{v} is not of type 'string'"),
+            &format!("{} is not of type 'string'", shown(v)),
             key,
         )),
     }
@@ -80,7 +96,7 @@ pub fn opt_int(
             )),
             None => Err(invalid(
                 schema,
-                &format!("{v} is not of type 'integer'"),
+                &format!("{} is not of type 'integer'", shown(v)),
                 key,
             )),
         },

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use himmel_http::{AuditRecord, AuditSink, Pipeline};
@@ -14,11 +14,14 @@ use himmel_kms::root::file::KeyFile;
 use himmel_kms::{KeyManager, Keyring};
 use serde_json::{json, Value};
 
-struct NoAudit;
+/// Keeps every audit record, so tests can assert on the trail.
+#[derive(Default)]
+pub struct MemorySink(pub Mutex<Vec<AuditRecord>>);
 
 #[async_trait::async_trait]
-impl AuditSink for NoAudit {
-    async fn record(&self, _: AuditRecord, _durable: bool) -> Result<(), himmel_core::Error> {
+impl AuditSink for MemorySink {
+    async fn record(&self, r: AuditRecord, _durable: bool) -> Result<(), himmel_core::Error> {
+        self.0.lock().unwrap().push(r);
         Ok(())
     }
 }
@@ -42,6 +45,7 @@ pub struct Region {
     pub db: himmel_db::Db,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    pub audit: Arc<MemorySink>,
     admin_password: String,
     /// Member of project `p1` (creates the secrets of most tests).
     pub alice: User,
@@ -119,7 +123,8 @@ impl Region {
         .unwrap();
         let root = Arc::new(KeyFile::open_or_create(&dir.path().join("root.key")).unwrap());
         let keyring = Keyring::new(db.clone(), root, Duration::from_secs(60), None);
-        let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(NoAudit));
+        let audit = Arc::new(MemorySink::default());
+        let pipeline = Pipeline::new(Arc::new(identity.clone()), audit.clone());
         let app = himmel_identity::routes(&pipeline, identity.clone())
             .merge(himmel_kms::api::routes(
                 &pipeline,
@@ -153,6 +158,7 @@ impl Region {
             db,
             dir,
             http,
+            audit,
             admin_password,
             alice,
             dave,
