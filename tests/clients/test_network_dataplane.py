@@ -227,6 +227,10 @@ def test_router_snat_floating_ip_and_security_group_rules_through_the_api(lab, u
     wait_for("the port to become ACTIVE", lambda: port_status(region, port["id"]) == "ACTIVE")
     assert dhcp_lease(vm, lab.script)
     wait_for("SNAT to the internet through the router", lambda: pings(vm, "198.51.100.1"))
+    router_ports = region.cli_json("port", "list", "--router", router["id"])
+    assert len(router_ports) == 2, router_ports
+    wait_for("the router's ports to become ACTIVE", lambda: all(
+        p["Status"] == "ACTIVE" for p in region.cli_json("port", "list", "--router", router["id"])))
 
     fip = region.cli_json("floating", "ip", "create", ext["id"])
     region.cli_ok("floating", "ip", "set", "--port", port["id"], fip["id"])

@@ -14,8 +14,9 @@ use crate::{conntrack, dhcp, link, network, port, router};
 /// What one `ensure` achieved.
 #[derive(Debug, Default)]
 pub struct EnsureReport {
-    /// Ports whose dataplane is in place: plugged into their namespace, filtered, served by
-    /// DHCP. These are the ports a reconciler may report ACTIVE.
+    /// Ports whose dataplane is in place: instance ports plugged into their namespace,
+    /// filtered, served by DHCP; DHCP ports with dnsmasq running; router ports of routers in
+    /// place. These are the ports a reconciler may report ACTIVE.
     pub active_ports: BTreeSet<String>,
     /// Objects that could not be brought in place this time (the next ensure retries).
     pub failures: Vec<String>,
@@ -94,6 +95,9 @@ impl Dataplane {
             match dhcp::ensure(&self.names, &self.state_dir, net, &ports) {
                 Ok(()) => {
                     dhcp_ok.insert(net.id.as_str());
+                    report
+                        .active_ports
+                        .extend(net.dhcp.iter().map(|d| d.port_id.clone()));
                 }
                 Err(e) => report
                     .failures
@@ -102,8 +106,14 @@ impl Dataplane {
         }
 
         for r in &desired.routers {
-            if let Err(e) = router::ensure(&self.names, r, &networks) {
-                report.failures.push(format!("router {}: {e}", r.id));
+            match router::ensure(&self.names, r, &networks) {
+                Ok(()) => {
+                    let ports = r.interfaces.iter().map(|i| i.port_id.clone());
+                    report
+                        .active_ports
+                        .extend(ports.chain(r.gateway.iter().map(|g| g.port_id.clone())));
+                }
+                Err(e) => report.failures.push(format!("router {}: {e}", r.id)),
             }
         }
 
@@ -294,6 +304,9 @@ fn validate(desired: &DesiredDataplane) -> Result<()> {
         }
         for s in &net.subnets {
             check_id("subnet", &s.id)?;
+        }
+        if let Some(d) = &net.dhcp {
+            check_id("DHCP port", &d.port_id)?;
         }
     }
     let mut port_ids = HashSet::new();

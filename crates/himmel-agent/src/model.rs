@@ -51,6 +51,7 @@ pub struct Subnet {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DhcpPort {
+    pub port_id: String,
     pub mac: MacAddr,
     pub ips: Vec<IpAddr>,
 }

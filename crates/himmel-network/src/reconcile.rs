@@ -1,6 +1,8 @@
 //! The dataplane reconciler: a background task of `himmel serve` that reads the network store,
 //! builds the host agent's desired state from it, applies it with one idempotent `ensure`, and
-//! reports ports ACTIVE once their dataplane is in place (DOWN otherwise).
+//! reports ports ACTIVE once their dataplane is in place (DOWN otherwise): instance ports when
+//! plugged, filtered and served by DHCP, DHCP ports when dnsmasq runs, router ports when their
+//! router is in place.
 //!
 //! It runs after every committed change (the service's notifier) and every
 //! [`ReconcileConfig::interval`], so a crash, a restart or a namespace deleted by hand is
@@ -98,7 +100,7 @@ async fn pass(
             "cut flows that removed rules no longer allow"
         );
     }
-    for port in snapshot.ports.iter().filter(|p| !network_owned(p)) {
+    for port in &snapshot.ports {
         let want = if report.active_ports.contains(&port.meta.id) {
             model::STATUS_ACTIVE
         } else {
@@ -174,6 +176,7 @@ pub fn desired(
             .find(|p| p.network_id == n.meta.id && p.device_owner == model::OWNER_DHCP)
             .and_then(|p| {
                 Some(himmel_agent::DhcpPort {
+                    port_id: p.meta.id.clone(),
                     mac: p.mac_address.parse().ok()?,
                     ips: fixed_ips(p),
                 })
@@ -550,10 +553,9 @@ mod tests {
         let d = desired(&snapshot(), &config(), &names);
         let net = d.networks.iter().find(|n| n.id == NET).unwrap();
         assert_eq!(net.segment, himmel_agent::Segment::Vxlan { vni: 7 });
-        assert_eq!(
-            net.dhcp.as_ref().unwrap().ips,
-            vec!["10.0.0.2".parse::<IpAddr>().unwrap()]
-        );
+        let dhcp = net.dhcp.as_ref().unwrap();
+        assert_eq!(dhcp.port_id, "aa000000-0000-4000-8000-000000000001");
+        assert_eq!(dhcp.ips, vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
         let ext = d.networks.iter().find(|n| n.id == EXT).unwrap();
         assert_eq!(
             ext.segment,

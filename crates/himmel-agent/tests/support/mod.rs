@@ -275,6 +275,7 @@ pub fn tenant_network(vni: u32, cidr: &str) -> Network {
             host_routes: vec![],
         }],
         dhcp: Some(DhcpPort {
+            port_id: self::id(),
             mac: MacAddr::derived(&id),
             ips: vec![at(2)],
         }),
