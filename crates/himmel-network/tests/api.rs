@@ -720,3 +720,64 @@ async fn list_features_tags_and_revisions(r: Region) {
     assert_eq!(v["network"]["revision_number"], rev + 2);
 }
 on_both_engines!(list_features, list_features_tags_and_revisions);
+
+async fn concurrent_creates_get_distinct_addresses_and_segments(r: Region) {
+    let m = r.member("race", "member").await;
+    let net = r.create(&m.token, "networks", "network", json!({})).await;
+    r.create(
+        &m.token,
+        "subnets",
+        "subnet",
+        json!({"network_id": net["id"], "cidr": "10.3.0.0/24"}),
+    )
+    .await;
+    let r = std::sync::Arc::new(r);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (r, token, nid) = (r.clone(), m.token.clone(), net["id"].clone());
+        tasks.push(tokio::spawn(async move {
+            let port = r
+                .call(
+                    "POST",
+                    "/v2.0/ports",
+                    &token,
+                    Some(json!({"port": {"network_id": nid}})),
+                )
+                .await;
+            let network = r
+                .call(
+                    "POST",
+                    "/v2.0/networks",
+                    &token,
+                    Some(json!({"network": {}})),
+                )
+                .await;
+            (port, network)
+        }));
+    }
+    let (mut ips, mut vnis) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let ((ps, port), (ns, network)) = t.await.unwrap();
+        assert_eq!((ps, ns), (201, 201), "{port} {network}");
+        ips.push(
+            port["port"]["fixed_ips"][0]["ip_address"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        let id = network["network"]["id"].as_str().unwrap();
+        let (_, v) = r
+            .call("GET", &format!("/v2.0/networks/{id}"), &r.admin, None)
+            .await;
+        vnis.push(v["network"]["provider:segmentation_id"].as_i64().unwrap());
+    }
+    ips.sort();
+    ips.dedup();
+    vnis.sort();
+    vnis.dedup();
+    assert_eq!((ips.len(), vnis.len()), (16, 16), "{ips:?} {vnis:?}");
+}
+on_both_engines!(
+    concurrency,
+    concurrent_creates_get_distinct_addresses_and_segments
+);

@@ -374,17 +374,28 @@ fn render_default_rule(r: &DefaultSecurityGroupRule) -> Result<Value, Error> {
     Ok(Value::Object(m))
 }
 
-/// The project's default group, created (with the template rules marked
-/// `used_in_default_sg`) when it does not exist yet. Returns its id.
-pub async fn ensure_default(conn: &mut AnyConnection, project_id: &str) -> Result<String, Error> {
-    let existing: Option<String> = sqlx::query_scalar(
+async fn default_group_id(
+    conn: &mut AnyConnection,
+    project_id: &str,
+) -> Result<Option<String>, Error> {
+    sqlx::query_scalar(
         "SELECT id FROM net_resources WHERE kind = 'security_group' AND unique_key = $1",
     )
     .bind(format!("default/{project_id}"))
     .fetch_optional(&mut *conn)
     .await
-    .map_err(db_err)?;
-    if let Some(id) = existing {
+    .map_err(db_err)
+}
+
+/// The project's default group, created (with the template rules marked
+/// `used_in_default_sg`) when it does not exist yet. Returns its id.
+pub async fn ensure_default(conn: &mut AnyConnection, project_id: &str) -> Result<String, Error> {
+    if let Some(id) = default_group_id(conn, project_id).await? {
+        return Ok(id);
+    }
+    // Two first uses at once must not both create one.
+    store::lock(conn, "default-security-groups").await?;
+    if let Some(id) = default_group_id(conn, project_id).await? {
         return Ok(id);
     }
     let mut group = SecurityGroup {

@@ -182,12 +182,10 @@ async fn change<R: Resource>(
     )?;
     check_if_match(&headers, r.meta())?;
     let tags = &mut r.meta_mut().tags;
-    let created = match (change, tag) {
+    let added = match (change, tag) {
         (Change::Add, Some(t)) => {
             wire::check_tag(&t)?;
-            if tags.contains(&t) {
-                false
-            } else {
+            if !tags.contains(&t) {
                 if tags.len() >= MAX_TAGS {
                     return Err(Error::BadRequest(format!(
                         "Invalid input for operation: at most {MAX_TAGS} tags."
@@ -195,8 +193,8 @@ async fn change<R: Resource>(
                     .into());
                 }
                 tags.push(t);
-                true
             }
+            true
         }
         (Change::Remove, Some(t)) => {
             let before = tags.len();
@@ -217,7 +215,8 @@ async fn change<R: Resource>(
     store::update(&mut tx, &mut r).await?;
     tx.commit().await.map_err(db_err)?;
     s.changed();
-    Ok(if created {
+    // Adding answers 201 even when the tag was there already, as Neutron does.
+    Ok(if added {
         axum::response::IntoResponse::into_response(axum::http::StatusCode::CREATED)
     } else {
         wire::no_content()

@@ -64,6 +64,7 @@ pub async fn take_any(
 ) -> Result<Option<IpAddr>, Error> {
     let net = addr::parse_subnet_cidr(&subnet.cidr)?;
     let ranges = addr::pool_ranges(&net, &subnet.allocation_pools)?;
+    super::lock_row(conn, "subnet", &subnet.meta.id).await?;
     let used = allocated(conn, &subnet.meta.id).await?;
     let v4 = subnet.ip_version == 4;
     for (lo, hi) in ranges {

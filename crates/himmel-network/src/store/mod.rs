@@ -109,6 +109,32 @@ pub async fn count(conn: &mut AnyConnection, kind: &str, project_id: &str) -> Re
         .map_err(db_err)
 }
 
+/// Waits for the named lock (a row of `net_locks`) until the end of the
+/// transaction: allocations that look for a free value and then insert it
+/// run one after another instead of colliding.
+pub async fn lock(conn: &mut AnyConnection, name: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE net_locks SET name = name WHERE name = $1")
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Waits for the lock on one resource row until the end of the
+/// transaction (addresses of one subnet are allocated one at a time).
+pub async fn lock_row(conn: &mut AnyConnection, kind: &str, id: &str) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE net_resources SET revision_number = revision_number WHERE kind = $1 AND id = $2",
+    )
+    .bind(kind)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// Fills in the id, revision and timestamps of a new resource.
 pub fn stamp_new(meta: &mut model::Meta) {
     let now = himmel_core::time::iso_seconds(himmel_core::time::now());

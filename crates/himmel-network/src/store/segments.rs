@@ -10,6 +10,7 @@ pub const MAX_VNI: i64 = (1 << 24) - 1;
 
 /// Allocates the lowest free VNI for `network_id`.
 pub async fn allocate(conn: &mut AnyConnection, network_id: &str) -> Result<i64, Error> {
+    super::lock(conn, "segments").await?;
     // The lowest id with a free successor, or 1 when 1 is free.
     let one_free: bool =
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM net_segments WHERE segmentation_id = 1")
