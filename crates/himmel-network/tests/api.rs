@@ -781,3 +781,68 @@ on_both_engines!(
     concurrency,
     concurrent_creates_get_distinct_addresses_and_segments
 );
+
+async fn discovery_documents(r: Region) {
+    let m = r.member("disco", "member").await;
+    for root in ["", "/"] {
+        let (status, v) = r.call("GET", root, "", None).await;
+        assert_eq!(status, 200, "versions at {root:?} need no token: {v}");
+    }
+    let (_, v) = r.call("GET", "/", "", None).await;
+    assert_eq!(v["versions"][0]["id"], "v2.0");
+    assert!(v["versions"][0]["links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .ends_with("/networking/v2.0/"));
+    let (status, v) = r.call("GET", "/v2.0/extensions", &m.token, None).await;
+    assert_eq!(status, 200);
+    let aliases: Vec<&str> = v["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap())
+        .collect();
+    for alias in [
+        "router",
+        "security-group",
+        "quotas",
+        "standard-attr-tag",
+        "revision-if-match",
+        "external-net",
+    ] {
+        assert!(aliases.contains(&alias), "{alias} missing from {aliases:?}");
+    }
+    assert!(
+        !aliases.contains(&"dvr") && !aliases.contains(&"qos"),
+        "only what is implemented: {aliases:?}"
+    );
+    let (status, _) = r
+        .call("GET", "/v2.0/extensions/router", &m.token, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = r.call("GET", "/v2.0/extensions/qos", &m.token, None).await;
+    assert_eq!(status, 404);
+    let (_, v) = r
+        .call("GET", "/v2.0/availability_zones", &m.token, None)
+        .await;
+    assert_eq!(v["availability_zones"][0]["name"], "nova");
+    let (status, _) = r.call("GET", "/v2.0/networks", "", None).await;
+    assert_eq!(status, 401, "everything else needs a token");
+    // `fields` on a single resource.
+    let n = r
+        .create(&m.token, "networks", "network", json!({"name": "f"}))
+        .await;
+    let (_, v) = r
+        .call(
+            "GET",
+            &format!(
+                "/v2.0/networks/{}?fields=name&fields=mtu",
+                n["id"].as_str().unwrap()
+            ),
+            &m.token,
+            None,
+        )
+        .await;
+    assert_eq!(v["network"], json!({"name": "f", "mtu": 1450}));
+}
+on_both_engines!(discovery, discovery_documents);

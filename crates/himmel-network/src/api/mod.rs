@@ -62,7 +62,13 @@ pub fn routes(p: &Pipeline, service: NetworkService) -> Router {
         .merge(ip_availability::routes(p))
         .fallback(p.on(&SERVICE, &UNKNOWN_PATH, any_method(), unknown_path))
         .with_state(service);
-    Router::new().nest(crate::PATH_PREFIX, api)
+    // The nested "/" answers `/networking`; `/networking/` needs its own route.
+    Router::new()
+        .route(
+            &format!("{}/", crate::PATH_PREFIX),
+            p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions),
+        )
+        .nest(crate::PATH_PREFIX, api)
 }
 
 fn any_method() -> MethodFilter {
