@@ -170,12 +170,17 @@ def test_security_groups_and_rules(region, unique):
     region.cli_ok("network", "delete", net["id"], cloud=t["cloud"])
 
 
+def network_quota(region, project: str) -> dict:
+    rows = region.cli_json("quota", "show", "--network", project)
+    return {row["Resource"]: row["Limit"] for row in rows}
+
+
 def test_quota_show_set_and_enforced(region, unique):
     t = make_member(region, unique)
-    shown = region.cli_json("quota", "show", "--network", t["project"])
-    assert shown["networks"] == 100 and shown["ports"] == 500, shown
+    shown = network_quota(region, t["project"])
+    assert shown["networks"] == 100 and shown["ports"] == 500 and shown["routers"] == 10, shown
     region.cli_ok("quota", "set", "--networks", "1", "--ports", "3", t["project"])
-    shown = region.cli_json("quota", "show", "--network", t["project"])
+    shown = network_quota(region, t["project"])
     assert shown["networks"] == 1 and shown["ports"] == 3, shown
     refused(region.cli("quota", "set", "--networks", "5", t["project"], cloud=t["cloud"]), "403")
     region.cli_ok("network", "create", f"only-{unique}", cloud=t["cloud"])
@@ -196,11 +201,11 @@ def test_openstacksdk(region, unique):
     conn.network.set_tags(net, ["sdk", "tagged"])
     assert sorted(conn.network.get_network(net.id).tags) == ["sdk", "tagged"]
     # Revision numbers guard concurrent updates.
-    current = conn.network.get_network(net.id)
-    conn.network.update_network(current, name=f"sdk2-{unique}", if_revision=current.revision_number)
+    read = conn.network.get_network(net.id).revision_number
+    conn.network.update_network(net.id, name=f"sdk2-{unique}", if_revision=read)
     import openstack.exceptions
     with pytest.raises(openstack.exceptions.PreconditionFailedException):
-        conn.network.update_network(current, name=f"sdk3-{unique}", if_revision=current.revision_number)
+        conn.network.update_network(net.id, name=f"sdk3-{unique}", if_revision=read)
     assert conn.network.get_network(net.id).name == f"sdk2-{unique}"
     with pytest.raises(openstack.exceptions.BadRequestException):
         conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.60.0.0/25")

@@ -144,6 +144,7 @@ const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("router_availability_zone", "Router Availability Zone", "Availability zone support for routers."),
     ("quotas", "Quota management support", "Per-project quotas, enforced on create."),
     ("quota_details", "Quota details management support", "Quota usage details per project."),
+    ("quota-check-limit", "Quota engine limit check", "check_limit refuses limits below current usage."),
     ("network-ip-availability", "Network IP Availability", "How many addresses networks and subnets have and use."),
     ("security-group", "security-group", "The security groups extension."),
     ("security-groups-default-rules", "Default rules for security groups", "Configures the rules new security groups start with."),

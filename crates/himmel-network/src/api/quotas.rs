@@ -107,8 +107,24 @@ async fn update(
         )
         .into());
     };
+    // With check_limit, a limit below what the project already uses is refused.
+    let check_limit = match changes.get("check_limit") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("true") => true,
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("false") => false,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "Invalid input for check_limit. Reason: '{other}' is not a boolean."
+            ))
+            .into())
+        }
+    };
     let mut parsed = Vec::new();
     for (resource, v) in changes {
+        if resource == "check_limit" {
+            continue;
+        }
         if !quota::is_resource(resource) {
             return Err(
                 Error::BadRequest(format!("Unrecognized attribute(s) '{resource}'")).into(),
@@ -130,6 +146,15 @@ async fn update(
     }
     let mut tx = s.db().begin_write().await.map_err(db_err)?;
     for (resource, limit) in parsed {
+        if check_limit && limit >= 0 {
+            let used = store::count(&mut tx, &resource, &project_id).await?;
+            if used > limit {
+                return Err(Error::BadRequest(format!(
+                    "Quota limit {limit} for {resource} must be greater than or equal to already used {used}."
+                ))
+                .into());
+            }
+        }
         quota::set(&mut tx, &project_id, &resource, limit).await?;
     }
     let limits = quota::limits(&mut tx, &project_id).await?;
