@@ -180,6 +180,26 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// The address a host autoconfigures (SLAAC) in a /64 from its MAC:
+/// the prefix, then the MAC with the universal/local bit flipped and
+/// ff:fe in the middle (modified EUI-64).
+pub fn eui64(net: &IpNet, mac: &str) -> Option<IpAddr> {
+    let IpNet::V6(v6) = net else { return None };
+    if v6.prefix_len() != 64 {
+        return None;
+    }
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let [m0, m1, m2, m3, m4, m5] = b[..] else {
+        return None;
+    };
+    let iid = u64::from_be_bytes([m0 ^ 0x02, m1, m2, 0xff, 0xfe, m3, m4, m5]);
+    let prefix = u128::from(v6.network());
+    Some(IpAddr::V6(Ipv6Addr::from(prefix | u128::from(iid))))
+}
+
 /// A MAC address in OpenStack's locally administered prefix.
 pub fn random_mac() -> String {
     let tail: [u8; 3] = rand::random();
@@ -255,6 +275,14 @@ mod tests {
             &[p("10.0.0.10", "10.0.0.20"), p("10.0.0.15", "10.0.0.30")]
         )
         .is_err());
+    }
+
+    #[test]
+    fn slaac_addresses_come_from_the_mac() {
+        let ip = eui64(&net("2001:db8:1::/64"), "fa:16:3e:12:34:56").unwrap();
+        assert_eq!(ip.to_string(), "2001:db8:1:0:f816:3eff:fe12:3456");
+        assert!(eui64(&net("2001:db8:1::/80"), "fa:16:3e:12:34:56").is_none());
+        assert!(eui64(&net("10.0.0.0/24"), "fa:16:3e:12:34:56").is_none());
     }
 
     #[test]

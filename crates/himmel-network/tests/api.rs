@@ -846,3 +846,29 @@ async fn discovery_documents(r: Region) {
     assert_eq!(v["network"], json!({"name": "f", "mtu": 1450}));
 }
 on_both_engines!(discovery, discovery_documents);
+
+async fn slaac_ports_get_their_autoconfigured_address(r: Region) {
+    let m = r.member("slaac", "member").await;
+    let net = r.create(&m.token, "networks", "network", json!({})).await;
+    r.create(
+        &m.token,
+        "subnets",
+        "subnet",
+        json!({"network_id": net["id"], "cidr": "2001:db8:7::/64", "ip_version": 6,
+                    "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}),
+    )
+    .await;
+    let port = r
+        .create(
+            &m.token,
+            "ports",
+            "port",
+            json!({"network_id": net["id"], "mac_address": "fa:16:3e:00:00:2a"}),
+        )
+        .await;
+    assert_eq!(
+        port["fixed_ips"][0]["ip_address"], "2001:db8:7:0:f816:3eff:fe00:2a",
+        "{port}"
+    );
+}
+on_both_engines!(slaac, slaac_ports_get_their_autoconfigured_address);

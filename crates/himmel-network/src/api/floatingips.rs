@@ -224,7 +224,7 @@ async fn create(
             subnet_id: req.subnet_id,
             ip_address: req.floating_ip_address,
         };
-        ports::allocate(&mut tx, &network, Some(vec![wanted]), &fip.meta.id).await?
+        ports::allocate(&mut tx, &network, Some(vec![wanted]), &fip.meta.id, None).await?
     } else {
         routers::allocate_v4(&mut tx, &network, &fip.meta.id).await?
     };

@@ -191,12 +191,14 @@ async fn show(
 }
 
 /// Takes addresses for `owner` on `network`: those asked for, or one from
-/// the first subnet of each IP version that has a free address.
+/// the first subnet of each IP version that has a free address. `mac` is
+/// the port's, for IPv6 autoconfiguration (none for floating IPs).
 pub async fn allocate(
     conn: &mut AnyConnection,
     network: &Network,
     requested: Option<Vec<FixedIpRequest>>,
     owner_id: &str,
+    mac: Option<&str>,
 ) -> Result<Vec<FixedIp>, Error> {
     let subnets: Vec<Subnet> = store::children(conn, &network.meta.id).await?;
     let net_id = &network.meta.id;
@@ -210,7 +212,7 @@ pub async fn allocate(
             }
             let mut got = None;
             for sub in candidates {
-                if let Some(ip) = ipam::take_any(conn, sub, owner_id).await? {
+                if let Some(ip) = ipam::take_for_port(conn, sub, owner_id, mac).await? {
                     got = Some(FixedIp {
                         subnet_id: sub.meta.id.clone(),
                         ip_address: ip.to_string(),
@@ -440,8 +442,8 @@ async fn create(
         port_security_enabled: port_security,
     };
     store::stamp_new(&mut port.meta);
-    port.fixed_ips = allocate(&mut tx, &network, req.fixed_ips, &port.meta.id).await?;
     let mac = port.mac_address.clone();
+    port.fixed_ips = allocate(&mut tx, &network, req.fixed_ips, &port.meta.id, Some(&mac)).await?;
     store::insert(&mut tx, &port, || {
         format!(
             "Unable to complete operation for network {}. The mac address {mac} is in use.",
@@ -539,7 +541,9 @@ async fn update(
         // Give everything back and take what is asked for: addresses the
         // port keeps are taken again in the same transaction.
         ipam::release_owner(&mut tx, &port.meta.id).await?;
-        port.fixed_ips = allocate(&mut tx, &network, Some(fixed), &port.meta.id).await?;
+        let mac = port.mac_address.clone();
+        port.fixed_ips =
+            allocate(&mut tx, &network, Some(fixed), &port.meta.id, Some(&mac)).await?;
     }
     store::update(&mut tx, &mut port).await?;
     tx.commit().await.map_err(db_err)?;

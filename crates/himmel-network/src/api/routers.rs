@@ -269,7 +269,7 @@ async fn set_gateway(
     port.meta.project_id = String::new();
     store::stamp_new(&mut port.meta);
     port.fixed_ips = match req.external_fixed_ips {
-        Some(ips) => ports::allocate(conn, &network, Some(ips), &port.meta.id).await?,
+        Some(ips) => ports::allocate(conn, &network, Some(ips), &port.meta.id, None).await?,
         None => allocate_v4(conn, &network, &port.meta.id).await?,
     };
     store::insert(conn, &port, || "MAC address in use.".into()).await?;

@@ -85,6 +85,29 @@ pub async fn take_any(
     Ok(None)
 }
 
+/// An address of `subnet` for a port with `mac`: on IPv6 subnets whose
+/// hosts autoconfigure (SLAAC, DHCPv6 stateless) the address the host
+/// will pick itself, elsewhere the first free one.
+pub async fn take_for_port(
+    conn: &mut AnyConnection,
+    subnet: &Subnet,
+    owner_id: &str,
+    mac: Option<&str>,
+) -> Result<Option<IpAddr>, Error> {
+    let autoconfigured = matches!(
+        subnet.ipv6_address_mode.as_deref(),
+        Some("slaac") | Some("dhcpv6-stateless")
+    );
+    if let (true, Some(mac)) = (autoconfigured, mac) {
+        let net = addr::parse_subnet_cidr(&subnet.cidr)?;
+        if let Some(ip) = addr::eui64(&net, mac) {
+            take(conn, subnet, ip, owner_id).await?;
+            return Ok(Some(ip));
+        }
+    }
+    take_any(conn, subnet, owner_id).await
+}
+
 /// Gives back every address `owner` holds (a port or floating IP going away).
 pub async fn release_owner(conn: &mut AnyConnection, owner_id: &str) -> Result<(), Error> {
     sqlx::query("DELETE FROM net_ip_allocations WHERE owner_id = $1")
