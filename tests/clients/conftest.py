@@ -33,6 +33,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+# Regions run as root would build real bridges, namespaces and dnsmasq for
+# every network a test creates, and leave them behind when stopped; only the
+# dataplane tests (test_network_dataplane.py) turn it on, for their region.
+os.environ.setdefault("HIMMEL_NO_DATAPLANE", "1")
 CLOUD = "himmel"
 READY_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 60.0
