@@ -33,6 +33,18 @@ def external_network(region, unique: str) -> str:
     return name
 
 
+def test_the_catalog_has_the_network_service(region):
+    services = region.cli_json("catalog", "list", config=region.clouds_yaml)
+    network = [s for s in services if s["Type"] == "network"]
+    assert network and network[0]["Name"] == "neutron", services
+    assert {e["interface"] for e in network[0]["Endpoints"]} == {"public", "internal", "admin"}, network
+    assert all(e["url"].endswith("/networking") for e in network[0]["Endpoints"]), network
+    zones = region.cli_json("availability", "zone", "list", "--network")
+    assert {(z["Zone Name"], z["Zone Status"]) for z in zones} == {("nova", "available")}, zones
+    aliases = {e["Alias"] for e in region.cli_json("extension", "list", "--network")}
+    assert {"router", "security-group", "quotas", "standard-attr-tag"} <= aliases, aliases
+
+
 def test_network_subnet_port_lifecycle(region, unique):
     t = make_member(region, unique)
     cli_json = lambda *a: region.cli_json(*a, cloud=t["cloud"])  # noqa: E731
