@@ -1,0 +1,537 @@
+//! Multipart uploads. Every part is a segment of its own (its own data
+//! key); completing an upload makes the chosen parts the object's
+//! segments without copying a byte.
+
+use s3s::crypto::{Checksum as _, Md5};
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use super::object::{
+    check_content_md5, check_sse_request, customer_key_of, new_version_id, parse_tagging_header,
+    preconditions, set_put_sse, shown_version, sse_of, Expected,
+};
+use super::{db_error, engine_error, timestamp};
+use crate::meta::{format_expires, ObjectMeta};
+use crate::policy::Need;
+use crate::sse::{self, CustomerKey};
+use crate::store::{self, Bucket, ObjectRow, Part, Upload};
+use crate::{ObjectStore, MAX_PUT_SIZE};
+
+pub const MAX_PARTS: i32 = 10_000;
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+fn upload_identity(upload_id: &str) -> String {
+    format!("upload/{upload_id}")
+}
+
+fn check_part_number(n: i32) -> S3Result<()> {
+    if !(1..=MAX_PARTS).contains(&n) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    Ok(())
+}
+
+async fn load_upload(
+    s: &ObjectStore,
+    bucket: &Bucket,
+    key: &str,
+    upload_id: &str,
+) -> S3Result<Upload> {
+    store::get_upload(s.db(), &bucket.id, key, upload_id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| {
+            s3_error!(
+                NoSuchUpload,
+                "The specified upload does not exist. The upload ID may be invalid, or the upload \
+                 may have been aborted or completed."
+            )
+        })
+}
+
+/// The request's SSE-C key, checked against the upload's.
+fn upload_customer_key(
+    upload: &Upload,
+    alg: &Option<String>,
+    key: &Option<String>,
+    md5: &Option<String>,
+) -> S3Result<Option<CustomerKey>> {
+    let given = customer_key_of(alg, key, md5)?;
+    sse::check_customer_key(&upload.sse, &upload.sse_key_hash, given.as_ref())?;
+    Ok(given)
+}
+
+pub async fn create(
+    s: &ObjectStore,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = &req.input;
+    let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
+    check_sse_request(input.server_side_encryption.as_ref())?;
+    let customer = customer_key_of(
+        &input.sse_customer_algorithm,
+        &input.sse_customer_key,
+        &input.sse_customer_key_md5,
+    )?;
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let meta = ObjectMeta {
+        user: input.metadata.clone().unwrap_or_default().into_iter().collect(),
+        content_type: input.content_type.clone(),
+        content_encoding: input.content_encoding.clone(),
+        content_disposition: input.content_disposition.clone(),
+        content_language: input.content_language.clone(),
+        cache_control: input.cache_control.clone(),
+        expires: input.expires.as_ref().and_then(format_expires),
+        website_redirect_location: input.website_redirect_location.clone(),
+        checksum: None,
+    };
+    let tags = match input.tagging.as_deref() {
+        Some(t) => serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default(),
+        None => String::new(),
+    };
+    let (sse_name, key_hash) = sse_of(customer.as_ref());
+    let upload = Upload {
+        meta: s
+            .seal_meta(&bucket.project_id, &upload_identity(&id), &meta)
+            .await?,
+        id,
+        bucket_id: bucket.id.clone(),
+        key: input.key.clone(),
+        sse: sse_name,
+        sse_key_id: String::new(),
+        sse_key_hash: key_hash,
+        tags,
+        initiator: super::caller(&req)?.context.user_id.clone(),
+        created_at: store::now_us(),
+    };
+    store::create_upload(s.db(), &upload)
+        .await
+        .map_err(db_error)?;
+    let mut out = CreateMultipartUploadOutput {
+        bucket: Some(bucket.name.clone()),
+        key: Some(upload.key.clone()),
+        upload_id: Some(upload.id.clone()),
+        ..Default::default()
+    };
+    set_put_sse(
+        &mut out.server_side_encryption,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+        customer.as_ref(),
+    );
+    Ok(S3Response::new(out))
+}
+
+pub async fn upload_part(
+    s: &ObjectStore,
+    mut req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let bucket = s.bucket(&req, &req.input.bucket, Need::Write).await?;
+    let input = &mut req.input;
+    check_part_number(input.part_number)?;
+    let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
+    let customer = upload_customer_key(
+        &upload,
+        &input.sse_customer_algorithm,
+        &input.sse_customer_key,
+        &input.sse_customer_key_md5,
+    )?;
+    if input.content_length.is_some_and(|l| l as u64 > MAX_PUT_SIZE) {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size."
+        ));
+    }
+    let mut expected = Expected {
+        crc32: input.checksum_crc32.clone(),
+        crc32c: input.checksum_crc32c.clone(),
+        sha1: input.checksum_sha1.clone(),
+        sha256: input.checksum_sha256.clone(),
+        crc64nvme: input.checksum_crc64nvme.clone(),
+    };
+    let hasher = expected.hasher(input.checksum_algorithm.as_ref())?;
+    let body = input
+        .body
+        .take()
+        .map(futures::StreamExt::boxed)
+        .unwrap_or_else(|| futures::StreamExt::boxed(futures::stream::empty()));
+    let (staged, written) = s
+        .ingest(&bucket.project_id, customer.as_ref(), body, MAX_PUT_SIZE, hasher)
+        .await?;
+    if input.content_length.is_some_and(|len| written.size != len as u64) {
+        return Err(s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        ));
+    }
+    check_content_md5(input.content_md5.as_deref(), &written.md5)?;
+    expected.add_trailers(req.trailing_headers.as_ref());
+    expected.verify(&written.checksum)?;
+    let file_id = staged.file_id.clone();
+    s.engine().publish(staged).await.map_err(engine_error)?;
+    let etag = hex::encode(written.md5);
+    record_part(s, &upload, input.part_number, file_id, written.size, &etag).await?;
+    let mut out = UploadPartOutput {
+        e_tag: Some(ETag::Strong(etag)),
+        ..Default::default()
+    };
+    set_put_sse(
+        &mut out.server_side_encryption,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+        customer.as_ref(),
+    );
+    Ok(S3Response::new(out))
+}
+
+async fn record_part(
+    s: &ObjectStore,
+    upload: &Upload,
+    number: i32,
+    file_id: String,
+    size: u64,
+    etag: &str,
+) -> S3Result<()> {
+    let part = Part {
+        number: i64::from(number),
+        file_id: file_id.clone(),
+        size,
+        etag: etag.to_string(),
+        last_modified: store::now_us(),
+    };
+    match store::put_part(s.db(), &upload.id, &part).await {
+        Ok(Some(old)) => s.engine().remove(&[old]).await,
+        Ok(None) => {}
+        Err(e) => {
+            s.engine().remove(&[file_id]).await;
+            return Err(db_error(e));
+        }
+    }
+    Ok(())
+}
+
+/// `bytes=first-last` of a copy source of `size` bytes.
+fn copy_range(header: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let Some(h) = header else {
+        return Ok(0..size);
+    };
+    let bad = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last.");
+    let (first, last) = h
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: u64 = first.parse().map_err(|_| bad())?;
+    let last: u64 = last.parse().map_err(|_| bad())?;
+    if first > last || last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable"
+        ));
+    }
+    Ok(first..last + 1)
+}
+
+pub async fn upload_part_copy(
+    s: &ObjectStore,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = &req.input;
+    check_part_number(input.part_number)?;
+    let CopySource::Bucket {
+        bucket: src_bucket,
+        key: src_key,
+        version_id: src_version,
+    } = &input.copy_source
+    else {
+        return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported."));
+    };
+    let source_bucket = s.bucket(&req, src_bucket, Need::Read).await?;
+    let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
+    let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
+    let customer = upload_customer_key(
+        &upload,
+        &input.sse_customer_algorithm,
+        &input.sse_customer_key,
+        &input.sse_customer_key_md5,
+    )?;
+    let src = s
+        .load_object(&source_bucket, src_key, src_version.as_deref())
+        .await?;
+    let src_customer = customer_key_of(
+        &input.copy_source_sse_customer_algorithm,
+        &input.copy_source_sse_customer_key,
+        &input.copy_source_sse_customer_key_md5,
+    )?;
+    sse::check_customer_key(&src.sse, &src.sse_key_hash, src_customer.as_ref())?;
+    preconditions(
+        &src,
+        input.copy_source_if_match.as_ref(),
+        input.copy_source_if_none_match.as_ref(),
+        input.copy_source_if_modified_since.as_ref(),
+        input.copy_source_if_unmodified_since.as_ref(),
+        || s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"),
+    )?;
+    let range = copy_range(input.copy_source_range.as_deref(), src.size)?;
+    let body = s
+        .object_stream(&source_bucket.project_id, &src, src_customer.as_ref(), range)
+        .await?;
+    let (staged, written) = s
+        .ingest(
+            &bucket.project_id,
+            customer.as_ref(),
+            Box::pin(body),
+            MAX_PUT_SIZE,
+            Default::default(),
+        )
+        .await?;
+    let file_id = staged.file_id.clone();
+    s.engine().publish(staged).await.map_err(engine_error)?;
+    let etag = hex::encode(written.md5);
+    record_part(s, &upload, input.part_number, file_id, written.size, &etag).await?;
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(etag)),
+            last_modified: Some(timestamp(store::now_us())),
+            ..Default::default()
+        }),
+        copy_source_version_id: shown_version(&source_bucket, &src.version_id),
+        ..Default::default()
+    }))
+}
+
+pub async fn complete(
+    s: &ObjectStore,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = &req.input;
+    let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
+    let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
+    upload_customer_key(
+        &upload,
+        &input.sse_customer_algorithm,
+        &input.sse_customer_key,
+        &input.sse_customer_key_md5,
+    )?;
+    let requested = input
+        .multipart_upload
+        .as_ref()
+        .and_then(|m| m.parts.as_ref())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| s3_error!(MalformedXML, "You must specify at least one part"))?;
+    let stored = store::list_parts(s.db(), &upload.id)
+        .await
+        .map_err(db_error)?;
+    let mut chosen: Vec<&Part> = Vec::with_capacity(requested.len());
+    let mut last_number = 0;
+    for p in requested {
+        let n = p.part_number.unwrap_or(0);
+        if n <= last_number {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order. The parts list must be specified in \
+                 order by part number."
+            ));
+        }
+        last_number = n;
+        let found = stored.iter().find(|s| s.number == i64::from(n)).filter(|s| {
+            p.e_tag
+                .as_ref()
+                .is_none_or(|e| e.value().trim_matches('"') == s.etag)
+        });
+        let Some(found) = found else {
+            return Err(s3_error!(
+                InvalidPart,
+                "One or more of the specified parts could not be found. The part may not have been \
+                 uploaded, or the specified entity tag may not match the part's entity tag."
+            ));
+        };
+        chosen.push(found);
+    }
+    if let Some((_, rest)) = chosen.split_last() {
+        if rest.iter().any(|p| p.size < MIN_PART_SIZE) {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed object size."
+            ));
+        }
+    }
+    let mut md5 = Md5::new();
+    for p in &chosen {
+        let raw = hex::decode(&p.etag).map_err(|_| s3_error!(InternalError))?;
+        md5.update(&raw);
+    }
+    let etag = format!("{}-{}", hex::encode(md5.finalize()), chosen.len());
+    let meta = s
+        .open_meta(&bucket.project_id, &upload_identity(&upload.id), &upload.meta)
+        .await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let row = ObjectRow {
+        meta: s.seal_meta(&bucket.project_id, &id, &meta).await?,
+        id,
+        bucket_id: bucket.id.clone(),
+        key: upload.key.clone(),
+        version_id: new_version_id(&bucket),
+        is_latest: true,
+        size: chosen.iter().map(|p| p.size).sum(),
+        etag: etag.clone(),
+        last_modified: store::now_us(),
+        segments: chosen.iter().map(|p| (p.file_id.clone(), p.size)).collect(),
+        sse: upload.sse.clone(),
+        sse_key_id: upload.sse_key_id.clone(),
+        sse_key_hash: upload.sse_key_hash.clone(),
+        tags: upload.tags.clone(),
+        ..Default::default()
+    };
+    let replaced = store::finish_upload(s.db(), &upload.id, Some(&row))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
+    let unused: Vec<String> = stored
+        .iter()
+        .filter(|p| !chosen.iter().any(|c| c.number == p.number))
+        .map(|p| p.file_id.clone())
+        .collect();
+    s.engine().remove(&unused).await;
+    for old in replaced {
+        s.engine().remove(&old.file_ids()).await;
+    }
+    let mut out = CompleteMultipartUploadOutput {
+        bucket: Some(bucket.name.clone()),
+        key: Some(row.key.clone()),
+        e_tag: Some(ETag::Strong(etag)),
+        location: Some(format!("/{}/{}", bucket.name, row.key)),
+        version_id: shown_version(&bucket, &row.version_id),
+        ..Default::default()
+    };
+    if upload.sse != sse::SSE_C {
+        out.server_side_encryption = Some(ServerSideEncryption::from_static(
+            ServerSideEncryption::AES256,
+        ));
+    }
+    Ok(S3Response::new(out))
+}
+
+pub async fn abort(
+    s: &ObjectStore,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = &req.input;
+    let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
+    let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
+    let parts = store::list_parts(s.db(), &upload.id)
+        .await
+        .map_err(db_error)?;
+    if store::finish_upload(s.db(), &upload.id, None)
+        .await
+        .map_err(db_error)?
+        .is_none()
+    {
+        return Err(s3_error!(NoSuchUpload, "The specified upload does not exist."));
+    }
+    let files: Vec<String> = parts.into_iter().map(|p| p.file_id).collect();
+    s.engine().remove(&files).await;
+    Ok(S3Response::with_status(
+        AbortMultipartUploadOutput::default(),
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+pub async fn list_parts(
+    s: &ObjectStore,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = &req.input;
+    let bucket = s.bucket(&req, &input.bucket, Need::Read).await?;
+    let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker = i64::from(input.part_number_marker.unwrap_or(0));
+    let all: Vec<Part> = store::list_parts(s.db(), &upload.id)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .filter(|p| p.number > marker)
+        .collect();
+    let truncated = all.len() > max;
+    let page = &all[..all.len().min(max)];
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(bucket.name.clone()),
+        key: Some(upload.key.clone()),
+        upload_id: Some(upload.id.clone()),
+        max_parts: Some(max as i32),
+        is_truncated: Some(truncated),
+        part_number_marker: input.part_number_marker.clone(),
+        next_part_number_marker: page.last().map(|p| p.number as i32),
+        owner: Some(super::bucket_owner(&bucket.project_id)),
+        initiator: Some(Initiator {
+            id: Some(upload.initiator.clone()),
+            display_name: Some(upload.initiator.clone()),
+        }),
+        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        parts: Some(
+            page.iter()
+                .map(|p| s3s::dto::Part {
+                    part_number: Some(p.number as i32),
+                    e_tag: Some(ETag::Strong(p.etag.clone())),
+                    size: Some(p.size as i64),
+                    last_modified: Some(timestamp(p.last_modified)),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
+
+pub async fn list_uploads(
+    s: &ObjectStore,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = &req.input;
+    let bucket = s.bucket(&req, &input.bucket, Need::Read).await?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let (lower, upper) = store::prefix_bounds(&prefix);
+    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let all: Vec<Upload> = store::list_uploads(s.db(), &bucket.id, &lower, &upper)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .filter(|u| {
+            u.key > key_marker
+                || (u.key == key_marker
+                    && input.upload_id_marker.as_deref().is_some_and(|m| u.id.as_str() > m))
+        })
+        .collect();
+    let truncated = all.len() > max;
+    let page = &all[..all.len().min(max)];
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(bucket.name.clone()),
+        prefix: input.prefix.clone(),
+        key_marker: input.key_marker.clone(),
+        upload_id_marker: input.upload_id_marker.clone(),
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        next_key_marker: truncated.then(|| page.last().map(|u| u.key.clone())).flatten(),
+        next_upload_id_marker: truncated.then(|| page.last().map(|u| u.id.clone())).flatten(),
+        uploads: Some(
+            page.iter()
+                .map(|u| MultipartUpload {
+                    key: Some(u.key.clone()),
+                    upload_id: Some(u.id.clone()),
+                    initiated: Some(timestamp(u.created_at)),
+                    initiator: Some(Initiator {
+                        id: Some(u.initiator.clone()),
+                        display_name: Some(u.initiator.clone()),
+                    }),
+                    owner: Some(super::bucket_owner(&bucket.project_id)),
+                    storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
