@@ -122,8 +122,6 @@ fn system_host_name() -> String {
 pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// Accepted now so deployments can set it; the S3 service binds it.
-    #[allow(dead_code)]
     pub s3_listen: SocketAddr,
     pub database: String,
     pub region: String,

@@ -76,6 +76,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     crate::control::spawn(&s.data_dir, keyring.clone())?;
     register_key_manager(&db, &s).await?;
     let key_manager = himmel_kms::KeyManager::new(db.clone(), keyring.clone());
+    let s3 = start_s3(&s, &db, &identity, &keyring, &audit).await?;
     let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(audit.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -96,12 +97,26 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         s.region
     );
     std::io::stdout().flush().ok();
+    let (stop_s3, s3_stopped) = tokio::sync::watch::channel(false);
+    let s3_server = tokio::spawn(async move {
+        axum::serve(
+            s3.0,
+            s3.1.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let mut stopped = s3_stopped;
+            let _ = stopped.wait_for(|v| *v).await;
+        })
+        .await
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    let _ = stop_s3.send(true);
+    s3_server.await??;
     // No key operation can arrive any more; then everything answered is in
     // the trail: seal its head with a checkpoint.
     let _ = std::fs::remove_file(crate::control::socket_path(&s.data_dir));
@@ -156,6 +171,43 @@ async fn register_key_manager(db: &himmel_db::Db, s: &Settings) -> anyhow::Resul
     .map_err(|e| anyhow::anyhow!("registering the key manager endpoint: {e}"))?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Binds the S3 listener and registers it in the catalog (types
+/// `object-store-s3` and `s3`) at the URL it answers on.
+async fn start_s3(
+    s: &Settings,
+    db: &himmel_db::Db,
+    identity: &Identity,
+    keyring: &himmel_kms::Keyring,
+    audit: &himmel_audit::AuditLog,
+) -> anyhow::Result<(tokio::net::TcpListener, Router)> {
+    let store = himmel_object::ObjectStore::open(
+        db.clone(),
+        identity.clone(),
+        keyring.clone(),
+        &s.data_dir,
+        &s.region,
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(s.s3_listen)
+        .await
+        .with_context(|| format!("binding the S3 listener {}", s.s3_listen))?;
+    let addr = listener.local_addr()?;
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let url = format!("http://{host}:{}", addr.port());
+    let mut tx = db.begin_write().await?;
+    for (service_type, name) in [("object-store-s3", "object-store-s3"), ("s3", "s3")] {
+        himmel_identity::bootstrap::ensure_service(&mut tx, service_type, name, &s.region, &url)
+            .await?;
+    }
+    tx.commit().await?;
+    println!("himmel S3 listening on {addr}");
+    Ok((listener, store.router(Arc::new(audit.clone()))))
 }
 
 /// Picks up rotated Fernet keys.

@@ -61,7 +61,7 @@ pub async fn create(
         .as_ref()
         .and_then(|c| c.location_constraint.as_ref())
     {
-        if !loc.as_str().is_empty() && loc.as_str() != s.region() {
+        if !loc.as_str().is_empty() && !loc.as_str().eq_ignore_ascii_case(s.region()) {
             return Err(s3_error!(
                 InvalidLocationConstraint,
                 "The specified location-constraint is not valid for this region ({}).",
