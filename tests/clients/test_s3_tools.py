@@ -36,8 +36,10 @@ def rclone(t: dict, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         f"endpoint = {t['endpoint']}\nregion = regionone\nforce_path_style = true\n"
         # multipart above 5 MiB, in parts of the smallest size S3 allows
         "upload_cutoff = 5Mi\nchunk_size = 5Mi\n")
+    # rclone's S3 client reads AWS_* settings (a CA bundle, a profile) from the environment
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     done = subprocess.run([need("rclone"), "--config", str(conf), "--retries", "1", "--low-level-retries", "1",
-                           *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+                           *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, f"rclone {' '.join(args)} failed:\n{done.stderr}"
     return done
 

@@ -50,7 +50,12 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 impl Target {
     /// A SigV4-signed request with an unsigned payload.
-    fn request(&self, method: reqwest::Method, path: &str, body: Option<bytes::Bytes>) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+    ) -> reqwest::RequestBuilder {
         let url = format!("{}{path}", self.endpoint);
         let host = self.endpoint.split("://").nth(1).unwrap_or_default();
         let now = chrono::Utc::now();
@@ -87,12 +92,20 @@ impl Target {
     }
 
     async fn put(&self, path: &str, body: bytes::Bytes) {
-        let resp = self.request(reqwest::Method::PUT, path, Some(body)).send().await.expect("PUT");
+        let resp = self
+            .request(reqwest::Method::PUT, path, Some(body))
+            .send()
+            .await
+            .expect("PUT");
         assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
     }
 
     async fn get(&self, path: &str) -> u64 {
-        let mut resp = self.request(reqwest::Method::GET, path, None).send().await.expect("GET");
+        let mut resp = self
+            .request(reqwest::Method::GET, path, None)
+            .send()
+            .await
+            .expect("GET");
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         let mut n = 0;
         while let Some(chunk) = resp.chunk().await.expect("body") {
@@ -220,8 +233,11 @@ async fn small_phase(t: Arc<Target>, bucket: &str, concurrency: usize, seconds: 
                                 t.get(&format!("/{bucket}/small-{concurrency}-{k}")).await;
                             } else {
                                 let k = count.load(Ordering::Relaxed);
-                                t.put(&format!("/{bucket}/small-{concurrency}-{k}-{w}-{i}"), body.clone())
-                                    .await;
+                                t.put(
+                                    &format!("/{bucket}/small-{concurrency}-{k}-{w}-{i}"),
+                                    body.clone(),
+                                )
+                                .await;
                             }
                             count.fetch_add(1, Ordering::Relaxed);
                             i += 1;
@@ -239,24 +255,38 @@ async fn small_phase(t: Arc<Target>, bucket: &str, concurrency: usize, seconds: 
     // GETs read a fixed set of keys written for them.
     let keys = 256u64;
     for k in 0..keys {
-        t.put(&format!("/{bucket}/small-{concurrency}-{k}"), body.clone()).await;
+        t.put(&format!("/{bucket}/small-{concurrency}-{k}"), body.clone())
+            .await;
     }
     let (gets, dg) = run(true, keys).await;
-    (puts as f64 / d.as_secs_f64(), gets as f64 / dg.as_secs_f64())
+    (
+        puts as f64 / d.as_secs_f64(),
+        gets as f64 / dg.as_secs_f64(),
+    )
 }
 
 #[tokio::main]
 async fn main() {
     let t = Arc::new(Target {
-        endpoint: env("S3BENCH_ENDPOINT", None).trim_end_matches('/').to_string(),
+        endpoint: env("S3BENCH_ENDPOINT", None)
+            .trim_end_matches('/')
+            .to_string(),
         access: env("S3BENCH_ACCESS", None),
         secret: env("S3BENCH_SECRET", None),
         region: env("S3BENCH_REGION", Some("regionone")),
-        http: reqwest::Client::builder().pool_max_idle_per_host(128).build().expect("client"),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(128)
+            .build()
+            .expect("client"),
     });
     let dir = PathBuf::from(env("S3BENCH_DIR", None));
-    let large = env("S3BENCH_LARGE_MIB", Some("64")).parse::<u64>().expect("a number") << 20;
-    let seconds = env("S3BENCH_SECONDS", Some("5")).parse::<u64>().expect("a number");
+    let large = env("S3BENCH_LARGE_MIB", Some("64"))
+        .parse::<u64>()
+        .expect("a number")
+        << 20;
+    let seconds = env("S3BENCH_SECONDS", Some("5"))
+        .parse::<u64>()
+        .expect("a number");
     let levels: Vec<usize> = env("S3BENCH_CONCURRENCY", Some("1,16,64"))
         .split(',')
         .map(|c| c.trim().parse().expect("a number"))
@@ -265,8 +295,16 @@ async fn main() {
     let (disk_write, disk_read) = disk_rates(&dir);
     let cipher = aes_gcm_rate();
     let bucket = format!("s3bench-{}", hex::encode(rand::random::<[u8; 4]>()));
-    let resp = t.request(reqwest::Method::PUT, &format!("/{bucket}"), None).send().await.expect("create bucket");
-    assert!(resp.status().is_success(), "create bucket: {}", resp.status());
+    let resp = t
+        .request(reqwest::Method::PUT, &format!("/{bucket}"), None)
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(
+        resp.status().is_success(),
+        "create bucket: {}",
+        resp.status()
+    );
 
     let mut results = Vec::new();
     for &c in &levels {

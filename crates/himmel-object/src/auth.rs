@@ -34,10 +34,13 @@ impl Caller {
 /// deleted credential or a removed role stops working promptly.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// When a key was looked up, and what was found.
+type Cached = (Instant, Option<(String, Caller)>);
+
 #[derive(Clone)]
 pub struct Keys {
     identity: Identity,
-    cache: Arc<Mutex<HashMap<String, (Instant, Option<(String, Caller)>)>>>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
 }
 
 impl Keys {
@@ -68,7 +71,7 @@ impl Keys {
         Ok(found)
     }
 
-    fn cache_get(&self, access: &str) -> Option<(Instant, Option<(String, Caller)>)> {
+    fn cache_get(&self, access: &str) -> Option<Cached> {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -76,7 +79,10 @@ impl Keys {
             .cloned()
     }
 
-    async fn resolve(&self, access: &str) -> Result<Option<(String, Caller)>, himmel_core::error::Error> {
+    async fn resolve(
+        &self,
+        access: &str,
+    ) -> Result<Option<(String, Caller)>, himmel_core::error::Error> {
         let db = self.identity.db();
         let Some(cred) = credentials::ec2_secret_for_access(&self.identity, access).await? else {
             return Ok(None);

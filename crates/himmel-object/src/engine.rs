@@ -81,6 +81,13 @@ fn io_error(e: io::Error) -> EngineError {
     }
 }
 
+/// A segment's data key and how it is stored beside the data.
+pub struct SegmentKey {
+    pub key: Key,
+    pub kind: KeyKind,
+    pub wrapped: Vec<u8>,
+}
+
 /// What a finished segment write measured.
 #[derive(Debug)]
 pub struct Written {
@@ -132,9 +139,7 @@ impl Engine {
     pub async fn stage<S, E>(
         &self,
         file_id: String,
-        key: Key,
-        kind: KeyKind,
-        wrapped: Vec<u8>,
+        key: SegmentKey,
         mut body: S,
         max_size: u64,
         mut checksum: ChecksumHasher,
@@ -150,6 +155,7 @@ impl Engine {
             published: false,
         };
         let (tx, mut rx) = mpsc::channel::<Option<Bytes>>(WRITE_QUEUE);
+        let SegmentKey { key, kind, wrapped } = key;
         let writer = tokio::task::spawn_blocking(move || -> Result<Written, EngineError> {
             let mut file = std::fs::File::create(&tmp).map_err(io_error)?;
             let mut prefix = MAGIC.to_vec();
@@ -158,12 +164,8 @@ impl Engine {
             prefix.extend_from_slice(&wrapped);
             file.write_all(&prefix).map_err(io_error)?;
             let out = io::BufWriter::with_capacity(1 << 20, file);
-            let mut enc = Encryptor::new(
-                &key,
-                file_id.as_bytes(),
-                Header::new(CHUNK_SIZE, 1),
-                out,
-            )?;
+            let mut enc =
+                Encryptor::new(&key, file_id.as_bytes(), Header::new(CHUNK_SIZE, 1), out)?;
             let mut md5 = Md5::new();
             let mut size = 0u64;
             loop {
@@ -184,9 +186,7 @@ impl Engine {
                 }
             }
             let out = enc.finish()?;
-            let file = out
-                .into_inner()
-                .map_err(|e| io_error(e.into_error()))?;
+            let file = out.into_inner().map_err(|e| io_error(e.into_error()))?;
             file.sync_all().map_err(io_error)?;
             Ok(Written {
                 size,
@@ -283,7 +283,13 @@ impl Engine {
                 if from >= to {
                     continue;
                 }
-                if let Err(e) = read_segment(&path, &id, &key, from - seg.start..to - seg.start, &mut sink) {
+                if let Err(e) = read_segment(
+                    &path,
+                    &id,
+                    &key,
+                    from - seg.start..to - seg.start,
+                    &mut sink,
+                ) {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
@@ -431,9 +437,11 @@ mod tests {
         let (staged, written) = engine
             .stage(
                 id.clone(),
-                key.clone(),
-                KeyKind::Project,
-                vec![7; 3],
+                SegmentKey {
+                    key: key.clone(),
+                    kind: KeyKind::Project,
+                    wrapped: vec![7; 3],
+                },
                 body,
                 u64::MAX,
                 ChecksumHasher::default(),
@@ -454,13 +462,19 @@ mod tests {
         let (ida, wa) = write(&engine, &key, &a).await;
         let (idb, _) = write(&engine, &key, &b).await;
         assert_eq!(wa.size, a.len() as u64);
-        assert_eq!(engine.read_key(&ida).await.unwrap(), (KeyKind::Project, vec![7; 3]));
+        assert_eq!(
+            engine.read_key(&ida).await.unwrap(),
+            (KeyKind::Project, vec![7; 3])
+        );
         let all: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
         let segs = vec![
             (ida.clone(), a.len() as u64, key.clone()),
             (idb.clone(), b.len() as u64, key.clone()),
         ];
-        assert_eq!(collect(engine.read(segs.clone(), 0..all.len() as u64)).await, all);
+        assert_eq!(
+            collect(engine.read(segs.clone(), 0..all.len() as u64)).await,
+            all
+        );
         let r = 599_990..600_020;
         assert_eq!(
             collect(engine.read(segs.clone(), r.clone())).await,
@@ -491,9 +505,11 @@ mod tests {
         let r = engine
             .stage(
                 Engine::new_file_id(),
-                Key::generate(),
-                KeyKind::Project,
-                vec![],
+                SegmentKey {
+                    key: Key::generate(),
+                    kind: KeyKind::Project,
+                    wrapped: vec![],
+                },
                 body,
                 u64::MAX,
                 ChecksumHasher::default(),
@@ -504,15 +520,22 @@ mod tests {
         let r = engine
             .stage(
                 Engine::new_file_id(),
-                Key::generate(),
-                KeyKind::Project,
-                vec![],
+                SegmentKey {
+                    key: Key::generate(),
+                    kind: KeyKind::Project,
+                    wrapped: vec![],
+                },
                 body,
                 99,
                 ChecksumHasher::default(),
             )
             .await;
         assert!(matches!(r, Err(EngineError::TooLarge)));
-        assert_eq!(std::fs::read_dir(dir.path().join("objects/tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("objects/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -69,7 +69,10 @@ async fn walk(
                 cursor = format!("{}g", sort_key(&cp));
                 if cp.as_str() > after && !after.starts_with(cp.as_str()) {
                     if entries.len() == max_keys {
-                        return Ok(Walk { entries, truncated: true });
+                        return Ok(Walk {
+                            entries,
+                            truncated: true,
+                        });
                     }
                     entries.push(Entry::Prefix(cp));
                 }
@@ -77,13 +80,19 @@ async fn walk(
                 break;
             }
             if entries.len() == max_keys {
-                return Ok(Walk { entries, truncated: true });
+                return Ok(Walk {
+                    entries,
+                    truncated: true,
+                });
             }
             cursor = sort_key(&row.key);
             entries.push(Entry::Object(Box::new(row)));
         }
         if exhausted && !jumped {
-            return Ok(Walk { entries, truncated: false });
+            return Ok(Walk {
+                entries,
+                truncated: false,
+            });
         }
     }
 }
@@ -105,7 +114,10 @@ fn url_encoding(e: &Option<EncodingType>) -> S3Result<bool> {
     match e.as_ref().map(|e| e.as_str()) {
         None => Ok(false),
         Some("url") => Ok(true),
-        Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "Invalid Encoding Method specified in Request"
+        )),
     }
 }
 
@@ -133,7 +145,9 @@ fn object_entry(o: &ObjectRow, enc: &impl Fn(&str) -> String) -> Object {
         size: Some(o.size as i64),
         e_tag: Some(ETag::Strong(o.etag.clone())),
         last_modified: Some(timestamp(o.last_modified)),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         ..Default::default()
     }
 }
@@ -203,7 +217,10 @@ pub async fn objects_v2(
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| {
-                s3_error!(InvalidArgument, "The continuation token provided is incorrect")
+                s3_error!(
+                    InvalidArgument,
+                    "The continuation token provided is incorrect"
+                )
             })?,
         None => input.start_after.clone().unwrap_or_default(),
     };
@@ -254,9 +271,16 @@ pub async fn versions(
     let max = max_keys(input.max_keys)?;
     let key_marker = input.key_marker.clone().unwrap_or_default();
     let (lower, upper) = prefix_bounds(&prefix);
-    let rows = store::list_versions(s.db(), &bucket.id, &sort_key(&key_marker), &lower, &upper, VERSION_SCAN)
-        .await
-        .map_err(db_error)?;
+    let rows = store::list_versions(
+        s.db(),
+        &bucket.id,
+        &sort_key(&key_marker),
+        &lower,
+        &upper,
+        VERSION_SCAN,
+    )
+    .await
+    .map_err(db_error)?;
     // Skip up to and including the marker version of the marker key (all
     // of the marker key's versions when no version marker is given).
     let mut skipping = !key_marker.is_empty();
@@ -335,7 +359,9 @@ pub async fn versions(
         common_prefixes: Some(
             prefixes
                 .into_iter()
-                .map(|p| CommonPrefix { prefix: Some(enc(&p)) })
+                .map(|p| CommonPrefix {
+                    prefix: Some(enc(&p)),
+                })
                 .collect(),
         ),
         delimiter: input.delimiter.clone(),

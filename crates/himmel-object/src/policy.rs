@@ -59,7 +59,11 @@ pub struct Gate {
 impl S3Access for Gate {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let caller = match cx.credentials() {
-            Some(c) => self.keys.lookup(&c.access_key).await?.map(|(_, caller)| caller),
+            Some(c) => self
+                .keys
+                .lookup(&c.access_key)
+                .await?
+                .map(|(_, caller)| caller),
             None => None,
         };
         let operation = cx.s3_op().name().to_string();

@@ -7,13 +7,13 @@
 //!   tell a wrong key (403) from a damaged object.
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use himmel_kms::{unwrap_key, wrap_key, Key};
+use hmac::{Hmac, Mac};
 use s3s::{s3_error, S3Result};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::engine::KeyKind;
+use crate::engine::{KeyKind, SegmentKey};
 use crate::ObjectStore;
 
 pub const SSE_S3: &str = "AES256";
@@ -135,12 +135,16 @@ impl ObjectStore {
         project_id: &str,
         file_id: &str,
         customer: Option<&CustomerKey>,
-    ) -> S3Result<(Key, KeyKind, Vec<u8>)> {
+    ) -> S3Result<SegmentKey> {
         match customer {
             Some(c) => {
                 let key = Key::generate();
                 let wrapped = wrap_key(&c.key, &key, &customer_context(file_id));
-                Ok((key, KeyKind::Customer, wrapped))
+                Ok(SegmentKey {
+                    key,
+                    kind: KeyKind::Customer,
+                    wrapped,
+                })
             }
             None => {
                 let (key, wrapped) = self
@@ -148,7 +152,11 @@ impl ObjectStore {
                     .new_data_key(project_id, file_id.as_bytes())
                     .await
                     .map_err(kms_error)?;
-                Ok((key, KeyKind::Project, wrapped))
+                Ok(SegmentKey {
+                    key,
+                    kind: KeyKind::Project,
+                    wrapped,
+                })
             }
         }
     }
@@ -170,8 +178,14 @@ impl ObjectStore {
                 .open_data_key(project_id, file_id.as_bytes(), &wrapped)
                 .await
                 .map_err(kms_error),
-            (KeyKind::Customer, Some(c)) => unwrap_key(&c.key, &wrapped, &customer_context(file_id))
-                .map_err(|_| s3_error!(AccessDenied, "The provided customer key does not open this object.")),
+            (KeyKind::Customer, Some(c)) => {
+                unwrap_key(&c.key, &wrapped, &customer_context(file_id)).map_err(|_| {
+                    s3_error!(
+                        AccessDenied,
+                        "The provided customer key does not open this object."
+                    )
+                })
+            }
             (KeyKind::Customer, None) => Err(s3_error!(
                 InvalidRequest,
                 "The object was stored using a form of Server Side Encryption. The correct \
@@ -200,7 +214,9 @@ mod tests {
             h.update(&raw);
             base64::engine::general_purpose::STANDARD.encode(h.finalize())
         };
-        let k = customer_key(Some("AES256"), Some(&b64), Some(&md5)).unwrap().unwrap();
+        let k = customer_key(Some("AES256"), Some(&b64), Some(&md5))
+            .unwrap()
+            .unwrap();
         assert!(customer_key(Some("AES256"), Some(&b64), Some("AAAA")).is_err());
         assert!(customer_key(Some("AES128"), Some(&b64), Some(&md5)).is_err());
         assert!(customer_key(Some("AES256"), Some("c2hvcnQ="), Some(&md5)).is_err());

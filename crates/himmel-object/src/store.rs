@@ -259,12 +259,14 @@ pub async fn put_object_in(tx: &mut Tx, o: &ObjectRow) -> DbResult<Vec<ObjectRow
     .iter()
     .map(ObjectRow::from_row)
     .collect();
-    sqlx::query("DELETE FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3")
-        .bind(&o.bucket_id)
-        .bind(&sk)
-        .bind(&o.version_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3",
+    )
+    .bind(&o.bucket_id)
+    .bind(&sk)
+    .bind(&o.version_id)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("UPDATE s3_objects SET is_latest = 0 WHERE bucket_id = $1 AND sort_key = $2 AND is_latest = 1")
         .bind(&o.bucket_id)
         .bind(&sk)
@@ -416,7 +418,8 @@ pub async fn referenced_files(db: &Db) -> DbResult<std::collections::HashSet<Str
         .fetch_all(db.pool())
         .await?
     {
-        let segs: Vec<(String, u64)> = serde_json::from_str(&s(&row, "segments")).unwrap_or_default();
+        let segs: Vec<(String, u64)> =
+            serde_json::from_str(&s(&row, "segments")).unwrap_or_default();
         out.extend(segs.into_iter().map(|(id, _)| id));
     }
     for row in sqlx::query("SELECT file_id FROM s3_parts")
@@ -508,16 +511,22 @@ pub async fn create_upload(db: &Db, u: &Upload) -> DbResult<()> {
 }
 
 pub async fn get_upload(db: &Db, bucket_id: &str, key: &str, id: &str) -> DbResult<Option<Upload>> {
-    let row = sqlx::query("SELECT * FROM s3_uploads WHERE id = $1 AND bucket_id = $2 AND sort_key = $3")
-        .bind(id)
-        .bind(bucket_id)
-        .bind(sort_key(key))
-        .fetch_optional(db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT * FROM s3_uploads WHERE id = $1 AND bucket_id = $2 AND sort_key = $3")
+            .bind(id)
+            .bind(bucket_id)
+            .bind(sort_key(key))
+            .fetch_optional(db.pool())
+            .await?;
     Ok(row.as_ref().map(Upload::from_row))
 }
 
-pub async fn list_uploads(db: &Db, bucket_id: &str, lower: &str, upper: &str) -> DbResult<Vec<Upload>> {
+pub async fn list_uploads(
+    db: &Db,
+    bucket_id: &str,
+    lower: &str,
+    upper: &str,
+) -> DbResult<Vec<Upload>> {
     let rows = sqlx::query(
         "SELECT * FROM s3_uploads WHERE bucket_id = $1 AND sort_key >= $2 AND sort_key < $3 \
          ORDER BY sort_key, created_at, id",

@@ -54,7 +54,10 @@ pub async fn create(
     }
     let input = &req.input;
     if !s3s::path::check_bucket_name(&input.bucket) {
-        return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+        return Err(s3_error!(
+            InvalidBucketName,
+            "The specified bucket is not valid."
+        ));
     }
     if let Some(loc) = input
         .create_bucket_configuration
@@ -73,7 +76,10 @@ pub async fn create(
         None | Some("private") => None,
         Some("public-read") => Some("public-read".to_string()),
         Some(other) => {
-            return Err(s3_error!(NotImplemented, "The canned ACL {other} is not supported."))
+            return Err(s3_error!(
+                NotImplemented,
+                "The canned ACL {other} is not supported."
+            ))
         }
     };
     let bucket = Bucket {
@@ -115,7 +121,6 @@ pub async fn create(
     }
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", bucket.name)),
-        ..Default::default()
     }))
 }
 
@@ -135,7 +140,10 @@ pub async fn delete(
     req: S3Request<DeleteBucketInput>,
 ) -> S3Result<S3Response<DeleteBucketOutput>> {
     let bucket = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
-    if !store::delete_bucket(s.db(), &bucket).await.map_err(db_error)? {
+    if !store::delete_bucket(s.db(), &bucket)
+        .await
+        .map_err(db_error)?
+    {
         return Err(s3_error!(
             BucketNotEmpty,
             "The bucket you tried to delete is not empty."
@@ -228,10 +236,16 @@ pub(crate) fn check_tags(tags: &[Tag]) -> S3Result<Vec<(String, String)>> {
         let key = t.key.clone().unwrap_or_default();
         let value = t.value.clone().unwrap_or_default();
         if key.is_empty() || key.chars().count() > 128 || value.chars().count() > 256 {
-            return Err(s3_error!(InvalidTag, "A tag key must have 1 to 128 characters, a value at most 256."));
+            return Err(s3_error!(
+                InvalidTag,
+                "A tag key must have 1 to 128 characters, a value at most 256."
+            ));
         }
         if out.iter().any(|(k, _)| *k == key) {
-            return Err(s3_error!(InvalidTag, "Cannot provide multiple Tags with the same key"));
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
         }
         out.push((key, value));
     }

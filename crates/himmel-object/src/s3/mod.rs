@@ -68,9 +68,7 @@ impl ObjectStore {
         name: &str,
         need: Need,
     ) -> S3Result<Bucket> {
-        let bucket = store::get_bucket(self.db(), name)
-            .await
-            .map_err(db_error)?;
+        let bucket = store::get_bucket(self.db(), name).await.map_err(db_error)?;
         let caller = req.extensions.get::<Caller>();
         let Some(bucket) = bucket else {
             // Strangers learn nothing more than that they may not.

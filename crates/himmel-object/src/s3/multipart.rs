@@ -78,7 +78,12 @@ pub async fn create(
     )?;
     let id = hex::encode(rand::random::<[u8; 16]>());
     let meta = ObjectMeta {
-        user: input.metadata.clone().unwrap_or_default().into_iter().collect(),
+        user: input
+            .metadata
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         content_type: input.content_type.clone(),
         content_encoding: input.content_encoding.clone(),
         content_disposition: input.content_disposition.clone(),
@@ -139,7 +144,10 @@ pub async fn upload_part(
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
     )?;
-    if input.content_length.is_some_and(|l| l as u64 > MAX_PUT_SIZE) {
+    if input
+        .content_length
+        .is_some_and(|l| l as u64 > MAX_PUT_SIZE)
+    {
         return Err(s3_error!(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
@@ -159,9 +167,18 @@ pub async fn upload_part(
         .map(futures::StreamExt::boxed)
         .unwrap_or_else(|| futures::StreamExt::boxed(futures::stream::empty()));
     let (staged, written) = s
-        .ingest(&bucket.project_id, customer.as_ref(), body, MAX_PUT_SIZE, hasher)
+        .ingest(
+            &bucket.project_id,
+            customer.as_ref(),
+            body,
+            MAX_PUT_SIZE,
+            hasher,
+        )
         .await?;
-    if input.content_length.is_some_and(|len| written.size != len as u64) {
+    if input
+        .content_length
+        .is_some_and(|len| written.size != len as u64)
+    {
         return Err(s3_error!(
             IncompleteBody,
             "You did not provide the number of bytes specified by the Content-Length HTTP header."
@@ -218,7 +235,12 @@ fn copy_range(header: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>>
     let Some(h) = header else {
         return Ok(0..size);
     };
-    let bad = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last.");
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last."
+        )
+    };
     let (first, last) = h
         .strip_prefix("bytes=")
         .and_then(|r| r.split_once('-'))
@@ -246,7 +268,10 @@ pub async fn upload_part_copy(
         version_id: src_version,
     } = &input.copy_source
     else {
-        return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported."));
+        return Err(s3_error!(
+            NotImplemented,
+            "Only bucket copy sources are supported."
+        ));
     };
     let source_bucket = s.bucket(&req, src_bucket, Need::Read).await?;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
@@ -272,11 +297,21 @@ pub async fn upload_part_copy(
         input.copy_source_if_none_match.as_ref(),
         input.copy_source_if_modified_since.as_ref(),
         input.copy_source_if_unmodified_since.as_ref(),
-        || s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"),
+        || {
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        },
     )?;
     let range = copy_range(input.copy_source_range.as_deref(), src.size)?;
     let body = s
-        .object_stream(&source_bucket.project_id, &src, src_customer.as_ref(), range)
+        .object_stream(
+            &source_bucket.project_id,
+            &src,
+            src_customer.as_ref(),
+            range,
+        )
         .await?;
     let (staged, written) = s
         .ingest(
@@ -336,11 +371,14 @@ pub async fn complete(
             ));
         }
         last_number = n;
-        let found = stored.iter().find(|s| s.number == i64::from(n)).filter(|s| {
-            p.e_tag
-                .as_ref()
-                .is_none_or(|e| e.value().trim_matches('"') == s.etag)
-        });
+        let found = stored
+            .iter()
+            .find(|s| s.number == i64::from(n))
+            .filter(|s| {
+                p.e_tag
+                    .as_ref()
+                    .is_none_or(|e| e.value().trim_matches('"') == s.etag)
+            });
         let Some(found) = found else {
             return Err(s3_error!(
                 InvalidPart,
@@ -365,7 +403,11 @@ pub async fn complete(
     }
     let etag = format!("{}-{}", hex::encode(md5.finalize()), chosen.len());
     let meta = s
-        .open_meta(&bucket.project_id, &upload_identity(&upload.id), &upload.meta)
+        .open_meta(
+            &bucket.project_id,
+            &upload_identity(&upload.id),
+            &upload.meta,
+        )
         .await?;
     let id = uuid::Uuid::new_v4().to_string();
     let row = ObjectRow {
@@ -429,7 +471,10 @@ pub async fn abort(
         .map_err(db_error)?
         .is_none()
     {
-        return Err(s3_error!(NoSuchUpload, "The specified upload does not exist."));
+        return Err(s3_error!(
+            NoSuchUpload,
+            "The specified upload does not exist."
+        ));
     }
     let files: Vec<String> = parts.into_iter().map(|p| p.file_id).collect();
     s.engine().remove(&files).await;
@@ -462,7 +507,7 @@ pub async fn list_parts(
         upload_id: Some(upload.id.clone()),
         max_parts: Some(max as i32),
         is_truncated: Some(truncated),
-        part_number_marker: input.part_number_marker.clone(),
+        part_number_marker: input.part_number_marker,
         next_part_number_marker: page.last().map(|p| p.number as i32),
         owner: Some(super::bucket_owner(&bucket.project_id)),
         initiator: Some(Initiator {
@@ -502,7 +547,10 @@ pub async fn list_uploads(
         .filter(|u| {
             u.key > key_marker
                 || (u.key == key_marker
-                    && input.upload_id_marker.as_deref().is_some_and(|m| u.id.as_str() > m))
+                    && input
+                        .upload_id_marker
+                        .as_deref()
+                        .is_some_and(|m| u.id.as_str() > m))
         })
         .collect();
     let truncated = all.len() > max;
@@ -514,8 +562,12 @@ pub async fn list_uploads(
         upload_id_marker: input.upload_id_marker.clone(),
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
-        next_key_marker: truncated.then(|| page.last().map(|u| u.key.clone())).flatten(),
-        next_upload_id_marker: truncated.then(|| page.last().map(|u| u.id.clone())).flatten(),
+        next_key_marker: truncated
+            .then(|| page.last().map(|u| u.key.clone()))
+            .flatten(),
+        next_upload_id_marker: truncated
+            .then(|| page.last().map(|u| u.id.clone()))
+            .flatten(),
         uploads: Some(
             page.iter()
                 .map(|u| MultipartUpload {

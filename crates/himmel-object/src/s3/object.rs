@@ -49,7 +49,10 @@ impl Expected {
         }
         if let Some(a) = alg {
             if !["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"].contains(&a.as_str()) {
-                return Err(s3_error!(InvalidArgument, "Unsupported checksum algorithm {a}"));
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Unsupported checksum algorithm {a}"
+                ));
             }
         }
         Ok(h)
@@ -60,12 +63,19 @@ impl Expected {
         let Some(map) = trailers.and_then(|t| t.take()) else {
             return;
         };
-        let get = |name: &str| map.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let get = |name: &str| {
+            map.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         self.crc32 = self.crc32.take().or_else(|| get("x-amz-checksum-crc32"));
         self.crc32c = self.crc32c.take().or_else(|| get("x-amz-checksum-crc32c"));
         self.sha1 = self.sha1.take().or_else(|| get("x-amz-checksum-sha1"));
         self.sha256 = self.sha256.take().or_else(|| get("x-amz-checksum-sha256"));
-        self.crc64nvme = self.crc64nvme.take().or_else(|| get("x-amz-checksum-crc64nvme"));
+        self.crc64nvme = self
+            .crc64nvme
+            .take()
+            .or_else(|| get("x-amz-checksum-crc64nvme"));
     }
 
     /// Compares with what was computed; returns the checksum to keep.
@@ -129,9 +139,9 @@ impl ObjectStore {
         E: std::fmt::Display,
     {
         let file_id = Engine::new_file_id();
-        let (key, kind, wrapped) = self.segment_key(project_id, &file_id, customer).await?;
+        let key = self.segment_key(project_id, &file_id, customer).await?;
         self.engine()
-            .stage(file_id, key, kind, wrapped, body, max_size, hasher)
+            .stage(file_id, key, body, max_size, hasher)
             .await
             .map_err(engine_error)
     }
@@ -313,7 +323,10 @@ pub async fn put(
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let bucket = s.bucket(&req, &req.input.bucket, Need::Write).await?;
     let input = &mut req.input;
-    if input.content_length.is_some_and(|l| l as u64 > MAX_PUT_SIZE) {
+    if input
+        .content_length
+        .is_some_and(|l| l as u64 > MAX_PUT_SIZE)
+    {
         return Err(s3_error!(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
@@ -357,7 +370,13 @@ pub async fn put(
         .map(futures::StreamExt::boxed)
         .unwrap_or_else(|| futures::StreamExt::boxed(futures::stream::empty()));
     let (staged, written) = s
-        .ingest(&bucket.project_id, customer.as_ref(), body, MAX_PUT_SIZE, hasher)
+        .ingest(
+            &bucket.project_id,
+            customer.as_ref(),
+            body,
+            MAX_PUT_SIZE,
+            hasher,
+        )
         .await?;
     if let Some(len) = input.content_length {
         if written.size != len as u64 {
@@ -375,7 +394,12 @@ pub async fn put(
 
     let id = uuid::Uuid::new_v4().to_string();
     let meta = ObjectMeta {
-        user: input.metadata.take().unwrap_or_default().into_iter().collect(),
+        user: input
+            .metadata
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         content_type: input.content_type.take(),
         content_encoding: input.content_encoding.take(),
         content_disposition: input.content_disposition.take(),
@@ -414,7 +438,12 @@ pub async fn put(
         version_id: shown_version(&bucket, &row.version_id),
         ..Default::default()
     };
-    set_put_sse(&mut out.server_side_encryption, &mut out.sse_customer_algorithm, &mut out.sse_customer_key_md5, customer.as_ref());
+    set_put_sse(
+        &mut out.server_side_encryption,
+        &mut out.sse_customer_algorithm,
+        &mut out.sse_customer_key_md5,
+        customer.as_ref(),
+    );
     if let Some((name, value)) = checksum {
         match name.as_str() {
             "crc32" => out.checksum_crc32 = Some(value),
@@ -438,7 +467,11 @@ pub(crate) fn set_put_sse(
             *alg = Some("AES256".into());
             *md5 = Some(c.key_md5.clone());
         }
-        None => *sse = Some(ServerSideEncryption::from_static(ServerSideEncryption::AES256)),
+        None => {
+            *sse = Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AES256,
+            ))
+        }
     }
 }
 
@@ -511,12 +544,17 @@ fn selected_range(
 ) -> S3Result<Option<std::ops::Range<u64>>> {
     if let Some(n) = part_number {
         if range.is_some() {
-            return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter."));
+            return Err(s3_error!(
+                InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter."
+            ));
         }
         let idx = usize::try_from(n - 1)
             .ok()
             .filter(|i| *i < row.segments.len())
-            .ok_or_else(|| s3_error!(InvalidRange, "The requested partnumber is not satisfiable"))?;
+            .ok_or_else(|| {
+                s3_error!(InvalidRange, "The requested partnumber is not satisfiable")
+            })?;
         let start: u64 = row.segments[..idx].iter().map(|(_, s)| s).sum();
         return Ok(Some(start..start + row.segments[idx].1));
     }
@@ -607,7 +645,14 @@ pub async fn get(
         customer.as_ref(),
     );
     if selected.is_none() {
-        set_checksum_out(&meta, &mut out.checksum_crc32, &mut out.checksum_crc32c, &mut out.checksum_sha1, &mut out.checksum_sha256, &mut out.checksum_crc64nvme);
+        set_checksum_out(
+            &meta,
+            &mut out.checksum_crc32,
+            &mut out.checksum_crc32c,
+            &mut out.checksum_sha1,
+            &mut out.checksum_sha256,
+            &mut out.checksum_crc64nvme,
+        );
     }
     let status = selected.map(|_| http::StatusCode::PARTIAL_CONTENT);
     let mut resp = S3Response::new(out);
@@ -692,7 +737,14 @@ pub async fn head(
         &mut out.sse_customer_key_md5,
         customer.as_ref(),
     );
-    set_checksum_out(&meta, &mut out.checksum_crc32, &mut out.checksum_crc32c, &mut out.checksum_sha1, &mut out.checksum_sha256, &mut out.checksum_crc64nvme);
+    set_checksum_out(
+        &meta,
+        &mut out.checksum_crc32,
+        &mut out.checksum_crc32c,
+        &mut out.checksum_sha1,
+        &mut out.checksum_sha256,
+        &mut out.checksum_crc64nvme,
+    );
     let status = selected.map(|_| http::StatusCode::PARTIAL_CONTENT);
     let mut resp = S3Response::new(out);
     resp.status = status;
@@ -778,7 +830,10 @@ pub async fn delete_many(
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
     if input.delete.objects.len() > 1000 {
-        return Err(s3_error!(MalformedXML, "At most 1000 keys can be deleted at once."));
+        return Err(s3_error!(
+            MalformedXML,
+            "At most 1000 keys can be deleted at once."
+        ));
     }
     let quiet = input.delete.quiet == Some(true);
     let mut deleted = Vec::new();
@@ -825,7 +880,10 @@ pub async fn copy(
         version_id: src_version,
     } = &input.copy_source
     else {
-        return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported."));
+        return Err(s3_error!(
+            NotImplemented,
+            "Only bucket copy sources are supported."
+        ));
     };
     let source_bucket = s.bucket(&req, src_bucket, Need::Read).await?;
     let dest_bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
@@ -887,7 +945,12 @@ pub async fn copy(
         .open_meta(&source_bucket.project_id, &src.id, &src.meta)
         .await?;
     let body = s
-        .object_stream(&source_bucket.project_id, &src, src_customer.as_ref(), 0..src.size)
+        .object_stream(
+            &source_bucket.project_id,
+            &src,
+            src_customer.as_ref(),
+            0..src.size,
+        )
         .await?;
     let (staged, written) = s
         .ingest(
@@ -902,7 +965,12 @@ pub async fn copy(
     s.engine().publish(staged).await.map_err(engine_error)?;
     let meta = if replace {
         ObjectMeta {
-            user: input.metadata.clone().unwrap_or_default().into_iter().collect(),
+            user: input
+                .metadata
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             content_type: input.content_type.clone(),
             content_encoding: input.content_encoding.clone(),
             content_disposition: input.content_disposition.clone(),
@@ -918,8 +986,13 @@ pub async fn copy(
             ..src_meta
         }
     };
-    let tags = match (input.tagging_directive.as_ref().map(|d| d.as_str()), input.tagging.as_deref()) {
-        (Some("REPLACE"), Some(t)) => serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default(),
+    let tags = match (
+        input.tagging_directive.as_ref().map(|d| d.as_str()),
+        input.tagging.as_deref(),
+    ) {
+        (Some("REPLACE"), Some(t)) => {
+            serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default()
+        }
         (Some("REPLACE"), None) => String::new(),
         _ => src.tags.clone(),
     };
@@ -987,9 +1060,13 @@ pub async fn put_tagging(
         .load_object(&bucket, &input.key, input.version_id.as_deref())
         .await?;
     let tags = check_tags(&input.tagging.tag_set)?;
-    store::set_object_tags(s.db(), &row.id, &serde_json::to_string(&tags).unwrap_or_default())
-        .await
-        .map_err(db_error)?;
+    store::set_object_tags(
+        s.db(),
+        &row.id,
+        &serde_json::to_string(&tags).unwrap_or_default(),
+    )
+    .await
+    .map_err(db_error)?;
     Ok(S3Response::new(PutObjectTaggingOutput {
         version_id: shown_version(&bucket, &row.version_id),
     }))
@@ -1044,12 +1121,86 @@ mod tests {
         let before = timestamp(999_000_000_000);
         let after = timestamp(1_001_000_000_000);
         let code = |r: S3Result<()>| r.err().map(|e| e.code().as_str().to_string());
-        assert_eq!(code(preconditions(&row, Some(&yes), None, None, Some(&before), not_modified)), None);
-        assert_eq!(code(preconditions(&row, Some(&no), None, None, None, not_modified)).as_deref(), Some("PreconditionFailed"));
-        assert_eq!(code(preconditions(&row, None, None, None, Some(&before), not_modified)).as_deref(), Some("PreconditionFailed"));
-        assert_eq!(code(preconditions(&row, None, Some(&yes), None, None, not_modified)).as_deref(), Some("NotModified"));
-        assert_eq!(code(preconditions(&row, None, Some(&no), Some(&after), None, not_modified)), None);
-        assert_eq!(code(preconditions(&row, None, None, Some(&after), None, not_modified)).as_deref(), Some("NotModified"));
-        assert_eq!(code(preconditions(&row, None, None, Some(&before), Some(&after), not_modified)), None);
+        assert_eq!(
+            code(preconditions(
+                &row,
+                Some(&yes),
+                None,
+                None,
+                Some(&before),
+                not_modified
+            )),
+            None
+        );
+        assert_eq!(
+            code(preconditions(
+                &row,
+                Some(&no),
+                None,
+                None,
+                None,
+                not_modified
+            ))
+            .as_deref(),
+            Some("PreconditionFailed")
+        );
+        assert_eq!(
+            code(preconditions(
+                &row,
+                None,
+                None,
+                None,
+                Some(&before),
+                not_modified
+            ))
+            .as_deref(),
+            Some("PreconditionFailed")
+        );
+        assert_eq!(
+            code(preconditions(
+                &row,
+                None,
+                Some(&yes),
+                None,
+                None,
+                not_modified
+            ))
+            .as_deref(),
+            Some("NotModified")
+        );
+        assert_eq!(
+            code(preconditions(
+                &row,
+                None,
+                Some(&no),
+                Some(&after),
+                None,
+                not_modified
+            )),
+            None
+        );
+        assert_eq!(
+            code(preconditions(
+                &row,
+                None,
+                None,
+                Some(&after),
+                None,
+                not_modified
+            ))
+            .as_deref(),
+            Some("NotModified")
+        );
+        assert_eq!(
+            code(preconditions(
+                &row,
+                None,
+                None,
+                Some(&before),
+                Some(&after),
+                not_modified
+            )),
+            None
+        );
     }
 }
