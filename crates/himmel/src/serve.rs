@@ -99,8 +99,14 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     std::io::stdout().flush().ok();
     let (stop_s3, s3_stopped) = tokio::sync::watch::channel(false);
     let s3_server = tokio::spawn(async move {
+        // Small objects are answered in a few writes; without NODELAY,
+        // Nagle and the client's delayed ACK add tens of ms to each.
+        use axum::serve::ListenerExt;
+        let listener = s3.0.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
-            s3.0,
+            listener,
             s3.1.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
