@@ -259,3 +259,57 @@ async fn a_lost_root_key_is_refused_at_start_not_at_every_read() {
     assert!(matches!(err, KmsError::RootUnavailable(_)));
     assert!(err.to_string().contains("file:1"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn root_rotation_under_load_loses_nothing() {
+    for_each_engine(|s| async move {
+        // no cache: every operation goes through the root key mid-rotation
+        let ring = Keyring::new(s.db.clone(), s.root.clone(), Duration::ZERO, None);
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let ring = ring.clone();
+            writers.push(tokio::spawn(async move {
+                let mut sealed = Vec::new();
+                for i in 0..40 {
+                    let project = format!("p{}", (w + i) % 3);
+                    let id = format!("item-{w}-{i}");
+                    let blob = ring
+                        .seal(&project, id.as_bytes(), id.as_bytes())
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        ring.open(&project, id.as_bytes(), &blob).await.unwrap(),
+                        id.as_bytes()
+                    );
+                    sealed.push((project, id, blob));
+                }
+                sealed
+            }));
+        }
+        for _ in 0..3 {
+            ring.rotate_root().await.unwrap();
+            ring.rotate_project_key("p1").await.unwrap();
+        }
+        let mut all = Vec::new();
+        for w in writers {
+            all.extend(w.await.unwrap());
+        }
+        assert_eq!(all.len(), 160);
+        let fresh = s.keyring();
+        for (project, id, blob) in &all {
+            assert_eq!(
+                fresh.open(project, id.as_bytes(), blob).await.unwrap(),
+                id.as_bytes()
+            );
+        }
+        // a rotation after the load re-wraps everything under the last root
+        assert_eq!(ring.rotate_root().await.unwrap().new_root, "file:5");
+        let refs: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT root_ref FROM kms_project_keys")
+                .fetch_all(s.db.pool())
+                .await
+                .unwrap();
+        assert_eq!(refs, ["file:5"]);
+    })
+    .await;
+}
