@@ -90,8 +90,13 @@ pub fn link(netns: Option<&str>, name: &str) -> Result<Option<Link>> {
     }
 }
 
+/// Deletes a link; one that is already gone is fine (deleting a veth or a
+/// namespace takes its peer with it, so a listing can be stale by now).
 pub fn delete_link(netns: Option<&str>, name: &str) -> Result<()> {
-    ip(netns, &["link", "del", "dev", name]).map(drop)
+    match ip(netns, &["link", "del", "dev", name]) {
+        Err(e) if e.to_string().contains("Cannot find device") => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 /// Brings a link up with the given MTU (and, when given, master).

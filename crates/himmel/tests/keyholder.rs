@@ -156,6 +156,10 @@ fn start_region(data: &Path, config: &Path, stderr: &Path) -> support::Server {
     cmd.args(["serve", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--s3-listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ])
         .env("HIMMEL_CONFIG", config)
         .env("HIMMEL_LOG", "warn")
         .stdout(Stdio::null())

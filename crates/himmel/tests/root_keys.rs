@@ -159,6 +159,7 @@ async fn a_region_on_a_softhsm_token_reads_its_data_after_a_restart_and_nothing_
         .args(["serve", "--data-dir"])
         .arg(&data)
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--s3-listen", &format!("127.0.0.1:{}", free_port())])
         .arg("--config")
         .arg(&config)
         .env("SOFTHSM2_CONF", &softhsm_conf)

@@ -39,6 +39,8 @@ impl Server {
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // regions run side by side: each its own S3 port
+            .args(["--s3-listen", &format!("127.0.0.1:{}", free_port())])
             .env("HIMMEL_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
