@@ -59,6 +59,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let network = himmel_network::NetworkService::new(db.clone());
     register_network_endpoint(&db, &s).await?;
     spawn_dataplane(&s, &network);
+    let compute = start_compute(&s, &db, &network).await?;
 
     let retention = std::time::Duration::from_secs(u64::from(s.audit_retention_days) * 86_400);
     let audit =
@@ -83,6 +84,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         .merge(himmel_audit::routes(&pipeline, audit.clone()))
         .merge(himmel_identity::routes(&pipeline, identity.clone()))
         .merge(himmel_network::routes(&pipeline, network.clone()))
+        .merge(himmel_compute::routes(&pipeline, compute))
         .merge(himmel_kms::api::routes(&pipeline, key_manager))
         .fallback(|| async { himmel_http::pipeline::not_found(himmel_http::ErrorFormat::Keystone) })
         .layer(DefaultBodyLimit::max(MAX_BODY));
@@ -160,6 +162,31 @@ async fn register_network_endpoint(db: &himmel_db::Db, s: &Settings) -> anyhow::
         .map_err(|e| anyhow::anyhow!("registering the network endpoint: {e}"))?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The compute service: its standard flavors and its catalog entry.
+async fn start_compute(
+    s: &Settings,
+    db: &himmel_db::Db,
+    network: &himmel_network::NetworkService,
+) -> anyhow::Result<himmel_compute::ComputeService> {
+    himmel_compute::bootstrap::seed_flavors(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the standard flavors: {e}"))?;
+    let url = format!("{}{}/v2.1", s.public_url, himmel_compute::PATH_PREFIX);
+    let mut tx = db.begin_write().await?;
+    himmel_identity::bootstrap::ensure_service(&mut tx, "compute", "nova", &s.region, &url)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the compute endpoint: {e}"))?;
+    tx.commit().await?;
+    Ok(himmel_compute::ComputeService::new(
+        db.clone(),
+        network.clone(),
+        himmel_compute::ComputeConfig {
+            host: s.dataplane.host_name.clone(),
+            state_dir: s.data_dir.join("compute"),
+        },
+    ))
 }
 
 /// The Key Manager's catalog entry (idempotent, so a changed public URL is

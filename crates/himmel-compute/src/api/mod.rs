@@ -1,0 +1,94 @@
+//! Nova v2.1 routes, one module per resource, all under
+//! [`crate::PATH_PREFIX`]`/v2.1`, behind the microversion negotiation.
+
+mod flavors;
+mod keypairs;
+pub mod microversion;
+mod quotas;
+mod wire;
+mod zones;
+
+use axum::http::HeaderMap;
+use axum::routing::MethodFilter;
+use axum::Router;
+use himmel_http::{Json, Pipeline};
+use serde_json::{json, Value};
+
+use crate::policy::*;
+use crate::ComputeService;
+
+/// Every compute route, guarded by the pipeline, under `/compute`.
+pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
+    let v21 = Router::new()
+        .merge(flavors::routes(p))
+        .merge(keypairs::routes(p))
+        .merge(quotas::routes(p))
+        .merge(zones::routes(p));
+    let api = Router::new()
+        .route("/", p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions))
+        .route(
+            "/v2.1",
+            p.on(&SERVICE, &VERSIONS, MethodFilter::GET, version),
+        )
+        .route(
+            "/v2.1/",
+            p.on(&SERVICE, &VERSIONS, MethodFilter::GET, version),
+        )
+        .nest("/v2.1", v21)
+        .fallback(p.on(&SERVICE, &UNKNOWN_PATH, any_method(), unknown_path))
+        .with_state(service)
+        .layer(axum::middleware::from_fn(microversion::negotiate));
+    // The nested "/" answers `/compute`; `/compute/` needs its own route.
+    Router::new()
+        .route(
+            &format!("{}/", crate::PATH_PREFIX),
+            p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions),
+        )
+        .nest(crate::PATH_PREFIX, api)
+}
+
+fn any_method() -> MethodFilter {
+    use MethodFilter as M;
+    [
+        M::POST,
+        M::PUT,
+        M::PATCH,
+        M::DELETE,
+        M::HEAD,
+        M::OPTIONS,
+        M::TRACE,
+        M::CONNECT,
+    ]
+    .into_iter()
+    .fold(M::GET, MethodFilter::or)
+}
+
+async fn unknown_path() -> himmel_http::ApiError {
+    himmel_http::ApiError(himmel_core::Error::NotFound(
+        "The resource could not be found.".into(),
+    ))
+}
+
+fn version_body(headers: &HeaderMap) -> Value {
+    let href = format!("{}/", wire::api_url(headers));
+    json!({
+        "id": "v2.1",
+        "status": "CURRENT",
+        "version": format!("2.{}", microversion::MAX),
+        "min_version": format!("2.{}", microversion::MIN),
+        "updated": "2013-07-23T11:33:21Z",
+        "links": [{"rel": "self", "href": href}],
+        "media-types": [{
+            "base": "application/json",
+            "type": "application/vnd.openstack.compute+json;version=2.1",
+        }],
+    })
+}
+
+async fn versions(headers: HeaderMap) -> Json<Value> {
+    Json(json!({"versions": [version_body(&headers)]}))
+}
+
+async fn version(headers: HeaderMap) -> Json<Value> {
+    Json(json!({"version": version_body(&headers)}))
+}

@@ -1,0 +1,52 @@
+//! What compute needs from the image service: an image the caller may boot,
+//! its data as a file, and a new image from a server's disk. The region
+//! plugs the image service in behind this trait.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use himmel_core::{Error, RequestContext};
+
+/// An image as the caller may boot it.
+#[derive(Debug, Clone, Default)]
+pub struct BootImage {
+    pub id: String,
+    pub name: Option<String>,
+    pub disk_format: String,
+    pub container_format: String,
+    pub size: u64,
+    pub min_disk_gb: u64,
+    pub min_ram_mb: u64,
+    pub kernel_id: Option<String>,
+    pub ramdisk_id: Option<String>,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A new image from a file (createImage).
+#[derive(Debug, Clone, Default)]
+pub struct NewImage {
+    pub name: String,
+    pub disk_format: String,
+    pub container_format: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[async_trait::async_trait]
+pub trait Images: Send + Sync + 'static {
+    /// NotFound when the caller cannot see it; Conflict/BadRequest when it
+    /// is not active.
+    async fn image_for_boot(
+        &self,
+        ctx: &RequestContext,
+        image_id: &str,
+    ) -> Result<BootImage, Error>;
+    /// Writes the image's data to `dest` (a new file), checking its hash.
+    async fn copy_data_to(&self, image_id: &str, dest: &Path) -> Result<(), Error>;
+    /// A new active image owned by ctx's project; returns its id.
+    async fn create_from_file(
+        &self,
+        ctx: &RequestContext,
+        req: NewImage,
+        src: &Path,
+    ) -> Result<String, Error>;
+}

@@ -1,0 +1,86 @@
+//! Compute: the Nova v2.1 API, its model and store, and the reconciler that
+//! drives this host's instances to what the store says.
+//!
+//! The API writes desired state (a server row with the power state its
+//! owner asked for) and wakes the reconciler through
+//! [`ComputeService::changed`]; the reconciler starts, stops and removes
+//! instances through the host's hypervisor and writes back what happened.
+
+mod api;
+pub mod bootstrap;
+pub mod images;
+pub mod keys;
+pub mod model;
+pub mod policy;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use himmel_db::Db;
+use himmel_network::NetworkService;
+use tokio::sync::Notify;
+
+pub use api::routes;
+
+/// The path prefix of the API on the region's listener.
+pub const PATH_PREFIX: &str = "/compute";
+
+/// Where this region's compute runs.
+#[derive(Debug, Clone)]
+pub struct ComputeConfig {
+    /// The compute host's name (servers' `OS-EXT-SRV-ATTR:host`, ports'
+    /// `binding:host_id`): the network reconciler's host name.
+    pub host: String,
+    /// Instance state: disks, cached images, config drives.
+    pub state_dir: PathBuf,
+}
+
+/// The compute service's state, shared by its handlers and reconciler.
+#[derive(Clone)]
+pub struct ComputeService {
+    db: Db,
+    network: NetworkService,
+    config: Arc<ComputeConfig>,
+    images: Option<Arc<dyn images::Images>>,
+    changes: Arc<Notify>,
+}
+
+impl ComputeService {
+    pub fn new(db: Db, network: NetworkService, config: ComputeConfig) -> ComputeService {
+        ComputeService {
+            db,
+            network,
+            config: Arc::new(config),
+            images: None,
+            changes: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Where servers' images come from (without it, servers need no image).
+    pub fn with_images(mut self, images: Arc<dyn images::Images>) -> ComputeService {
+        self.images = Some(images);
+        self
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn network(&self) -> &NetworkService {
+        &self.network
+    }
+
+    pub fn config(&self) -> &ComputeConfig {
+        &self.config
+    }
+
+    pub fn images(&self) -> Option<&Arc<dyn images::Images>> {
+        self.images.as_ref()
+    }
+
+    /// Notified after every committed change of desired state.
+    pub fn changes(&self) -> Arc<Notify> {
+        self.changes.clone()
+    }
+}

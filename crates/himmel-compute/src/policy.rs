@@ -1,0 +1,76 @@
+//! Nova's secure-RBAC defaults as data: one operation per API call with the
+//! rule that guards it. Project members create and act on their project's
+//! servers, readers read them, the cloud administrator does everything;
+//! flavors are readable by every caller and managed by administrators;
+//! keypairs belong to their user. A server the caller may not read is a
+//! 404, not a 403. The golden test renders this table to `policy-matrix.txt`.
+
+use himmel_http::policy::Check::{self, *};
+use himmel_http::policy::Rule;
+use himmel_http::{Operation, Service};
+
+pub static SERVICE: Service = Service {
+    name: "compute",
+    format: himmel_http::ErrorFormat::Nova,
+};
+
+/// The cloud administrator, on a token of any scope.
+const ADMIN: Check = Role("admin");
+const MEMBER: Check = Project("member");
+const READER: Check = Project("reader");
+
+macro_rules! operations {
+    ($($id:ident = $name:literal, $target:literal, [$($check:expr),* $(,)?];)*) => {
+        $(pub static $id: Operation = Operation::new($name, $target, &[$($check),*]);)*
+        /// Every compute operation, in the order of the matrix.
+        pub static TABLE: &[&Operation] = &[$(&$id),*];
+    };
+}
+
+operations! {
+    VERSIONS = "compute:get_versions", "compute/version", [Public];
+    UNKNOWN_PATH = "compute:unknown_path", "compute/unknown", [Public];
+    LIMITS = "os_compute_api:limits", "compute/limits", [Authenticated];
+    LIST_ZONES = "os_compute_api:os-availability-zone:list", "compute/availability_zone", [Authenticated];
+    LIST_ZONES_DETAIL = "os_compute_api:os-availability-zone:detail", "compute/availability_zone", [ADMIN];
+
+    LIST_FLAVORS = "os_compute_api:flavors", "compute/flavor", [Authenticated];
+    CREATE_FLAVOR = "os_compute_api:os-flavor-manage:create", "compute/flavor", [ADMIN];
+    UPDATE_FLAVOR = "os_compute_api:os-flavor-manage:update", "compute/flavor", [ADMIN];
+    DELETE_FLAVOR = "os_compute_api:os-flavor-manage:delete", "compute/flavor", [ADMIN];
+    GET_EXTRA_SPECS = "os_compute_api:os-flavor-extra-specs:index", "compute/flavor", [Authenticated];
+    MANAGE_EXTRA_SPECS = "os_compute_api:os-flavor-extra-specs:update", "compute/flavor", [ADMIN];
+    GET_FLAVOR_ACCESS = "os_compute_api:os-flavor-access", "compute/flavor", [ADMIN];
+    MANAGE_FLAVOR_ACCESS = "os_compute_api:os-flavor-access:add_tenant_access", "compute/flavor", [ADMIN];
+
+    KEYPAIRS = "os_compute_api:os-keypairs", "compute/keypair", [ADMIN, Owner];
+
+    GET_QUOTA = "os_compute_api:os-quota-sets:show", "compute/quota", [ADMIN, READER];
+    GET_QUOTA_DEFAULTS = "os_compute_api:os-quota-sets:defaults", "compute/quota", [Authenticated];
+    UPDATE_QUOTA = "os_compute_api:os-quota-sets:update", "compute/quota", [ADMIN];
+    DELETE_QUOTA = "os_compute_api:os-quota-sets:delete", "compute/quota", [ADMIN];
+
+    LIST_SERVERS = "os_compute_api:servers:index", "compute/server", [ADMIN, READER];
+    LIST_ALL_SERVERS = "os_compute_api:servers:index:get_all_tenants", "compute/server", [ADMIN];
+    GET_SERVER = "os_compute_api:servers:show", "compute/server", [ADMIN, READER];
+    CREATE_SERVER = "os_compute_api:servers:create", "compute/server", [ADMIN, MEMBER];
+    // Choosing the host or zone:host of a new server.
+    CREATE_SERVER_FORCED_HOST = "os_compute_api:servers:create:forced_host", "compute/server", [ADMIN];
+    UPDATE_SERVER = "os_compute_api:servers:update", "compute/server", [ADMIN, MEMBER];
+    DELETE_SERVER = "os_compute_api:servers:delete", "compute/server", [ADMIN, MEMBER];
+    SERVER_ACTION = "os_compute_api:servers:action", "compute/server", [ADMIN, MEMBER];
+    CONSOLE_OUTPUT = "os_compute_api:os-console-output", "compute/server", [ADMIN, MEMBER];
+    GET_SERVER_METADATA = "os_compute_api:server-metadata:index", "compute/server", [ADMIN, READER];
+    SET_SERVER_METADATA = "os_compute_api:server-metadata:update", "compute/server", [ADMIN, MEMBER];
+    GET_INSTANCE_ACTIONS = "os_compute_api:os-instance-actions:list", "compute/server", [ADMIN, READER];
+    GET_INTERFACES = "os_compute_api:os-attach-interfaces:list", "compute/server", [ADMIN, READER];
+    MANAGE_INTERFACES = "os_compute_api:os-attach-interfaces:create", "compute/server", [ADMIN, MEMBER];
+    GET_SECURITY_GROUPS = "os_compute_api:os-security-groups:list", "compute/server", [ADMIN, READER];
+
+    LIST_HYPERVISORS = "os_compute_api:os-hypervisors:list", "compute/hypervisor", [ADMIN];
+    LIST_SERVICES = "os_compute_api:os-services:list", "compute/service", [ADMIN];
+}
+
+pub fn table() -> impl Iterator<Item = (&'static str, Rule)> {
+    TABLE.iter().map(|op| (op.name, op.rule))
+}
