@@ -1,9 +1,15 @@
 //! DHCP and DNS for a network: dnsmasq in the namespace `<prefix>-dhcp-<network>`, on a veth
 //! into the network's bridge, in static mode (it answers only the ports it knows, each with its
 //! fixed IP, the subnet's gateway as default route, and the port's DNS name).
+//!
+//! Metadata the way Neutron's isolated metadata does it: the namespace's interface also holds
+//! [`METADATA_IP`], and every DHCPv4 subnet hands out classless static routes (option 121) with
+//! a host route to it through the DHCP port's address, the subnet's host routes and the
+//! default route. RFC 3442 clients ignore the router option when option 121 is present, so the
+//! default route must be among them; the router option stays for clients without option 121.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::link;
 use crate::model::{Network, Port};
 use crate::names::{Kind, Names, DHCP_INNER};
+
+/// Where guests ask for their metadata (the link-local address every cloud uses).
+pub const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 /// How long a client keeps its lease; renewals are cheap and a short time lets changes spread.
 const LEASE_SECONDS: u32 = 3600;
@@ -32,12 +41,14 @@ fn state_dir(base: &Path, network_id: &str) -> PathBuf {
     base.join("dhcp").join(network_id)
 }
 
-/// The DHCP server's addresses, each with the prefix length of its subnet.
+/// The DHCP server's addresses, each with the prefix length of its subnet, and the metadata
+/// address.
 fn server_addresses(network: &Network) -> Vec<IpNet> {
     let Some(dhcp) = &network.dhcp else {
         return Vec::new();
     };
-    dhcp.ips
+    let mut addresses: Vec<IpNet> = dhcp
+        .ips
         .iter()
         .filter_map(|ip| {
             network
@@ -46,7 +57,20 @@ fn server_addresses(network: &Network) -> Vec<IpNet> {
                 .find(|s| s.cidr.contains(ip))
                 .and_then(|s| IpNet::new(*ip, s.cidr.prefix_len()).ok())
         })
-        .collect()
+        .collect();
+    addresses.push(IpNet::from(IpAddr::V4(METADATA_IP)));
+    addresses
+}
+
+/// The DHCP server's own address in a subnet (the guests' next hop to the metadata address).
+fn server_address_in(network: &Network, cidr: &IpNet) -> Option<IpAddr> {
+    network
+        .dhcp
+        .as_ref()?
+        .ips
+        .iter()
+        .find(|ip| cidr.contains(*ip))
+        .copied()
 }
 
 /// A DNS label for a port: its `dns_name`, else `host-10-0-0-5`.
@@ -106,23 +130,27 @@ pub fn config(network: &Network, ports: &[&Port], dir: &Path) -> String {
                 dns.join(",")
             );
         }
-        let routes: Vec<String> = subnet
-            .host_routes
-            .iter()
-            .filter(|r| r.destination.addr().is_ipv4())
-            .map(|r| format!("{},{}", r.destination, r.nexthop))
+        let mut routes: Vec<String> = server_address_in(network, &subnet.cidr)
+            .map(|server| format!("{METADATA_IP}/32,{server}"))
+            .into_iter()
             .collect();
+        routes.extend(
+            subnet
+                .host_routes
+                .iter()
+                .filter(|r| r.destination.addr().is_ipv4())
+                .map(|r| format!("{},{}", r.destination, r.nexthop)),
+        );
+        // Classless static routes replace the router option on clients, so the default
+        // route is repeated among them.
+        if let Some(gw) = subnet.gateway {
+            routes.push(format!("0.0.0.0/0,{gw}"));
+        }
         if !routes.is_empty() {
-            // Classless static routes replace the router option on clients, so the default
-            // route is repeated among them.
-            let mut all = routes;
-            if let Some(gw) = subnet.gateway {
-                all.push(format!("0.0.0.0/0,{gw}"));
-            }
             let _ = writeln!(
                 c,
                 "dhcp-option=tag:{tag},option:classless-static-route,{}",
-                all.join(",")
+                routes.join(",")
             );
         }
         for port in ports {
@@ -234,5 +262,64 @@ fn stop(pid: i32, conf_path: &Path) {
     if is_our_dnsmasq(pid, conf_path) {
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DhcpPort, Route, Segment, Subnet};
+
+    fn network(gateway: Option<&str>, host_routes: Vec<Route>) -> Network {
+        Network {
+            id: "11111111-1111-4111-8111-111111111111".into(),
+            segment: Segment::Vxlan { vni: 7 },
+            mtu: 1450,
+            subnets: vec![Subnet {
+                id: "22222222-2222-4222-8222-222222222222".into(),
+                cidr: "10.0.0.0/24".parse().unwrap(),
+                gateway: gateway.map(|g| g.parse().unwrap()),
+                dhcp: true,
+                dns_nameservers: vec![],
+                host_routes,
+            }],
+            dhcp: Some(DhcpPort {
+                port_id: "33333333-3333-4333-8333-333333333333".into(),
+                mac: "fa:16:3e:00:00:02".parse().unwrap(),
+                ips: vec!["10.0.0.2".parse().unwrap()],
+            }),
+        }
+    }
+
+    fn classless_routes(conf: &str) -> &str {
+        conf.lines()
+            .find_map(|l| l.split_once("option:classless-static-route,"))
+            .map(|(_, routes)| routes)
+            .unwrap_or("")
+    }
+
+    #[test]
+    fn classless_routes_lead_to_metadata_and_keep_the_default_route() {
+        let route = Route {
+            destination: "192.168.7.0/24".parse().unwrap(),
+            nexthop: "10.0.0.9".parse().unwrap(),
+        };
+        let net = network(Some("10.0.0.1"), vec![route]);
+        let conf = config(&net, &[], Path::new("/state"));
+        assert_eq!(
+            classless_routes(&conf),
+            "169.254.169.254/32,10.0.0.2,192.168.7.0/24,10.0.0.9,0.0.0.0/0,10.0.0.1"
+        );
+        assert!(
+            conf.contains("option:router,10.0.0.1"),
+            "for clients without option 121"
+        );
+        assert!(server_addresses(&net).contains(&"169.254.169.254/32".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_a_gateway_only_metadata_is_routed() {
+        let conf = config(&network(None, vec![]), &[], Path::new("/state"));
+        assert_eq!(classless_routes(&conf), "169.254.169.254/32,10.0.0.2");
     }
 }

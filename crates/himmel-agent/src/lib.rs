@@ -14,6 +14,9 @@
 //! * router: a namespace with one veth per attached network, a gateway veth into the external
 //!   bridge, nftables SNAT and floating-IP DNAT/SNAT, static routes.
 //!
+//! The metadata address ([`METADATA_IP`]) sits on each DHCP namespace's interface, and DHCP
+//! routes guests to it through the DHCP port; the region answers there (see [`netns`]).
+//!
 //! All work is done by running `ip`, `nft`, `dnsmasq` and `conntrack`; every command's failure
 //! is an [`Error`] naming the command and its stderr. Names are built only from validated ids.
 
@@ -27,10 +30,12 @@ pub mod host;
 mod link;
 pub mod model;
 pub mod names;
+pub mod netns;
 pub mod network;
 mod port;
 mod router;
 
+pub use dhcp::METADATA_IP;
 pub use ensure::{Dataplane, EnsureReport};
 pub use error::{Error, Result};
 pub use model::*;

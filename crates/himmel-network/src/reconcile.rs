@@ -13,6 +13,9 @@
 //! (`device_owner` `compute:*`) is plugged into the instance's namespace
 //! ([`himmel_agent::names::Names::instance_netns`] of its `device_id`) as `eth0`, `eth1`, ...
 //! in creation order; the instance driver (or a test) creates that namespace.
+//!
+//! Metadata: after each pass, every network whose DHCP namespace is in place gets a
+//! [`metadata`](crate::metadata) listener on the metadata address inside that namespace.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -23,6 +26,7 @@ use std::time::Duration;
 use himmel_agent::{names, Dataplane, DesiredDataplane};
 use ipnet::IpNet;
 
+use crate::metadata::Listeners;
 use crate::model::{self, Port, Subnet};
 use crate::store::{self, Snapshot};
 use crate::NetworkService;
@@ -64,8 +68,9 @@ pub fn spawn(
 
 async fn run(service: NetworkService, config: ReconcileConfig, dataplane: Arc<Dataplane>) {
     let changes = service.changes();
+    let mut listeners = Listeners::default();
     loop {
-        if let Err(e) = pass(&service, &config, &dataplane).await {
+        if let Err(e) = pass(&service, &config, &dataplane, &mut listeners).await {
             tracing::warn!("network dataplane pass failed (retrying): {e}");
         }
         tokio::select! {
@@ -81,16 +86,28 @@ async fn pass(
     service: &NetworkService,
     config: &ReconcileConfig,
     dataplane: &Arc<Dataplane>,
+    listeners: &mut Listeners,
 ) -> Result<(), String> {
     let snapshot = store::snapshot(service.db())
         .await
         .map_err(|e| e.to_string())?;
     let desired = desired(&snapshot, config, dataplane.names());
+    let dhcp_ports: Vec<(String, String)> = desired
+        .networks
+        .iter()
+        .filter_map(|n| Some((n.id.clone(), n.dhcp.as_ref()?.port_id.clone())))
+        .collect();
     let dp = dataplane.clone();
     let report = tokio::task::spawn_blocking(move || dp.ensure(&desired))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    let served: Vec<String> = dhcp_ports
+        .into_iter()
+        .filter(|(_, port)| report.active_ports.contains(port))
+        .map(|(network, _)| network)
+        .collect();
+    listeners.sync(service, dataplane.names(), &served);
     for failure in &report.failures {
         tracing::warn!("network dataplane: {failure}");
     }
