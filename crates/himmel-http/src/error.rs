@@ -20,6 +20,9 @@ pub enum ErrorFormat {
     Nova,
     /// `{"code": 404, "title": "Not Found", "description": "…"}` (Barbican)
     Barbican,
+    /// `{"message": "…", "code": "404 Not Found", "title": "Not Found"}`
+    /// (Glance: webob's JSON error body).
+    Glance,
     /// Plain `{"message": "…"}`-style bodies (health, metrics).
     Plain,
 }
@@ -74,6 +77,14 @@ pub fn render(format: ErrorFormat, err: &Error) -> Response {
             "title": status.canonical_reason().unwrap_or("Error"),
             "description": message,
         }),
+        ErrorFormat::Glance => {
+            let title = status.canonical_reason().unwrap_or("Error");
+            json!({
+                "message": message,
+                "code": format!("{} {title}", status.as_u16()),
+                "title": title,
+            })
+        }
         ErrorFormat::Plain => json!({"message": message}),
     };
     let mut resp = (status, body.to_string()).into_response();

@@ -78,6 +78,14 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     register_key_manager(&db, &s).await?;
     let key_manager = himmel_kms::KeyManager::new(db.clone(), keyring.clone());
     let s3 = start_s3(&s, &db, &identity, &keyring, &audit).await?;
+    let images = himmel_image::ImageService::open(
+        db.clone(),
+        keyring.clone(),
+        &s.data_dir,
+        himmel_image::DEFAULT_MAX_IMAGE_SIZE,
+    )
+    .await?;
+    register_image_endpoint(&db, &s).await?;
     let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(audit.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -86,6 +94,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         .merge(himmel_network::routes(&pipeline, network.clone()))
         .merge(himmel_compute::routes(&pipeline, compute))
         .merge(himmel_kms::api::routes(&pipeline, key_manager))
+        .merge(himmel_image::routes(&pipeline, images))
         .fallback(|| async { himmel_http::pipeline::not_found(himmel_http::ErrorFormat::Keystone) })
         .layer(DefaultBodyLimit::max(MAX_BODY));
 
@@ -187,6 +196,18 @@ async fn start_compute(
             state_dir: s.data_dir.join("compute"),
         },
     ))
+}
+
+/// The image service's catalog entry (idempotent, so a changed public URL
+/// is picked up on restart).
+async fn register_image_endpoint(db: &himmel_db::Db, s: &Settings) -> anyhow::Result<()> {
+    let url = format!("{}{}", s.public_url, himmel_image::PATH_PREFIX);
+    let mut tx = db.begin_write().await?;
+    himmel_identity::bootstrap::ensure_service(&mut tx, "image", "glance", &s.region, &url)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the image endpoint: {e}"))?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The Key Manager's catalog entry (idempotent, so a changed public URL is

@@ -1,0 +1,166 @@
+//! The Rust API compute uses (interfaces: image data for compute), on
+//! SQLite and PostgreSQL: what may be booted by whom, data copied out
+//! byte-identically, and snapshots made from files.
+
+mod support;
+
+use serde_json::json;
+use sha2::{Digest, Sha512};
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+async fn boot_image_is_visible_active_and_copied_intact(r: support::Region) {
+    let alice = r.member("alice", "member").await;
+    let bob = r.member("bob", "member").await;
+    let kernel = uuid::Uuid::new_v4().to_string();
+    let image = r
+        .create_image(
+            &alice.token,
+            json!({"name": "debian", "disk_format": "qcow2", "container_format": "bare",
+                   "min_disk": 2, "min_ram": 256, "kernel_id": kernel, "os_distro": "debian"}),
+        )
+        .await;
+    let id = image["id"].as_str().unwrap();
+    let alice_ctx = r.context(&alice.token).await;
+    let bob_ctx = r.context(&bob.token).await;
+
+    // Queued: no data yet, not bootable.
+    let e = r.images.image_for_boot(&alice_ctx, id).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 409, "{e}");
+
+    let data = pattern(3 * 1024 * 1024 + 17);
+    r.upload(id, &alice.token, data.clone()).await;
+    let boot = r.images.image_for_boot(&alice_ctx, id).await.unwrap();
+    assert_eq!(boot.id, id);
+    assert_eq!(boot.name.as_deref(), Some("debian"));
+    assert_eq!(boot.disk_format, "qcow2");
+    assert_eq!(boot.container_format, "bare");
+    assert_eq!(boot.size, data.len() as u64);
+    assert_eq!((boot.min_disk_gb, boot.min_ram_mb), (2, 256));
+    assert_eq!(boot.kernel_id.as_deref(), Some(kernel.as_str()));
+    assert_eq!(boot.ramdisk_id, None);
+    assert_eq!(boot.properties["os_distro"], "debian");
+
+    // Bob's project cannot see Alice's (shared, no members) image; nor an
+    // id that does not exist or is no id at all.
+    for (ctx, id) in [
+        (&bob_ctx, id),
+        (&alice_ctx, "0e7d1d5c-0000-4000-8000-000000000000"),
+        (&alice_ctx, "nope"),
+    ] {
+        let e = r.images.image_for_boot(ctx, id).await.unwrap_err();
+        assert_eq!(e.status().as_u16(), 404, "{e}");
+    }
+
+    let dest = r.dir.path().join("disk.qcow2");
+    r.images.copy_data_to(id, &dest).await.unwrap();
+    let copied = std::fs::read(&dest).unwrap();
+    assert_eq!(Sha512::digest(&copied), Sha512::digest(&data));
+    assert_eq!(copied, data);
+    // It never overwrites a file.
+    let e = r.images.copy_data_to(id, &dest).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 400, "{e}");
+
+    // Once the image is public, Bob may boot it.
+    let (status, v) = r
+        .patch(
+            id,
+            &r.admin,
+            json!([{"op": "replace", "path": "/visibility", "value": "public"}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    r.images.image_for_boot(&bob_ctx, id).await.unwrap();
+
+    // Deactivated images cannot be booted.
+    let resp = r
+        .send(
+            "POST",
+            &format!("/v2/images/{id}/actions/deactivate"),
+            &r.admin,
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, 204);
+    let e = r.images.image_for_boot(&alice_ctx, id).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 409, "{e}");
+}
+
+on_both_engines!(boot_image, boot_image_is_visible_active_and_copied_intact);
+
+async fn snapshots_become_active_private_images_of_the_callers_project(r: support::Region) {
+    let alice = r.member("alice", "member").await;
+    let bob = r.member("bob", "member").await;
+    let ctx = r.context(&alice.token).await;
+    let src = r.dir.path().join("snapshot.raw");
+    let data = pattern(1024 * 1024 + 5);
+    std::fs::write(&src, &data).unwrap();
+    let req = himmel_image::NewImage {
+        name: "snap".into(),
+        disk_format: "raw".into(),
+        container_format: "bare".into(),
+        properties: [("image_type".to_string(), "snapshot".to_string())].into(),
+    };
+    let id = r.images.create_from_file(&ctx, req, &src).await.unwrap();
+    let (status, v) = r
+        .call("GET", &format!("/v2/images/{id}"), &alice.token, None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["visibility"], "private");
+    assert_eq!(v["owner"], alice.project_id.as_str());
+    assert_eq!(v["image_type"], "snapshot");
+    assert_eq!(v["size"], data.len() as u64);
+    assert_eq!(v["os_hash_algo"], "sha512");
+    assert_eq!(v["os_hash_value"], hex::encode(Sha512::digest(&data)));
+    let (status, _) = r
+        .call("GET", &format!("/v2/images/{id}"), &bob.token, None)
+        .await;
+    assert_eq!(status, 404);
+    let got = r
+        .send("GET", &format!("/v2/images/{id}/file"), &alice.token, None)
+        .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, data);
+
+    // Bad input is refused and leaves no image behind.
+    let bad = himmel_image::NewImage {
+        name: "bad".into(),
+        disk_format: "floppy".into(),
+        container_format: "bare".into(),
+        properties: Default::default(),
+    };
+    let e = r
+        .images
+        .create_from_file(&ctx, bad, &src)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().as_u16(), 400);
+    let missing = himmel_image::NewImage {
+        name: "missing".into(),
+        disk_format: "raw".into(),
+        container_format: "bare".into(),
+        properties: Default::default(),
+    };
+    let e = r
+        .images
+        .create_from_file(&ctx, missing, &r.dir.path().join("nope"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().as_u16(), 400);
+    let (_, v) = r.call("GET", "/v2/images", &alice.token, None).await;
+    let names: Vec<&str> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["snap"]);
+}
+
+on_both_engines!(
+    snapshots,
+    snapshots_become_active_private_images_of_the_callers_project
+);
