@@ -27,6 +27,7 @@ mod ensure;
 mod error;
 pub mod firewall;
 pub mod host;
+pub mod hypervisor;
 mod link;
 pub mod model;
 pub mod names;
