@@ -1,34 +1,9 @@
 //! `himmel doctor`: what this host can run, and what is missing.
 
-use std::path::Path;
-
 struct Check {
     what: &'static str,
     ok: bool,
     detail: String,
-}
-
-fn on_path(bin: &str) -> Option<String> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(bin))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
-}
-
-fn tool(what: &'static str, bin: &str, needed_for: &str) -> Check {
-    match on_path(bin) {
-        Some(p) => Check {
-            what,
-            ok: true,
-            detail: p,
-        },
-        None => Check {
-            what,
-            ok: false,
-            detail: format!("`{bin}` not found; needed for {needed_for}"),
-        },
-    }
 }
 
 /// The network dataplane's own checks (root, tools, kernel features), and a verdict.
@@ -65,26 +40,26 @@ fn dataplane() -> Vec<Check> {
         .collect()
 }
 
+/// QEMU, KVM (a real probe guest) and whether each instance driver can run here.
+fn hypervisor() -> Vec<Check> {
+    himmel_agent::hypervisor::host_checks()
+        .into_iter()
+        .map(|c| Check {
+            what: c.what,
+            ok: c.ok,
+            detail: c.detail,
+        })
+        .collect()
+}
+
 pub fn report() {
-    let kvm = Path::new("/dev/kvm").exists();
     let mut checks = vec![Check {
         what: "identity, audit (SQLite)",
         ok: true,
         detail: "built in".into(),
     }];
     checks.extend(dataplane());
-    checks.extend([
-        tool("QEMU", "qemu-system-x86_64", "virtual machine guests"),
-        Check {
-            what: "KVM",
-            ok: kvm,
-            detail: if kvm {
-                "/dev/kvm present".into()
-            } else {
-                "no /dev/kvm: guests fall back to TCG (slower)".into()
-            },
-        },
-    ]);
+    checks.extend(hypervisor());
     for c in &checks {
         println!(
             "{:<4} {:<26} {}",

@@ -171,6 +171,33 @@ impl Cgroup {
     }
 }
 
+/// Which cgroup setup instances get here (for doctor), or why none.
+pub fn host_support() -> std::result::Result<String, String> {
+    let root = Path::new(ROOT);
+    if let Ok(controllers) = fs::read_to_string(root.join("cgroup.controllers")) {
+        let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+        return if has("memory") && has("cpu") {
+            Ok("cgroup v2: memory, cpu, freezer".into())
+        } else {
+            Err("cgroup v2 without the memory and cpu controllers".into())
+        };
+    }
+    let mounted: Vec<&str> = V1_CONTROLLERS
+        .into_iter()
+        .filter(|c| root.join(c).join("cgroup.procs").exists())
+        .collect();
+    if mounted.contains(&"memory") && mounted.contains(&"cpu") {
+        let pause = if mounted.contains(&"freezer") {
+            ""
+        } else {
+            "; no freezer: no pause"
+        };
+        Ok(format!("cgroup v1: {}{pause}", mounted.join(", ")))
+    } else {
+        Err("no cgroup memory and cpu controllers".into())
+    }
+}
+
 fn mkdir(dir: &Path) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => Ok(()),

@@ -15,6 +15,7 @@
 //! commands and wait for processes): call them from async code with `spawn_blocking`.
 
 mod cgroup;
+mod doctor;
 mod kvm;
 pub mod namespace;
 mod process;
@@ -24,8 +25,10 @@ mod rootfs;
 mod state;
 mod sys;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,8 @@ use crate::cmd;
 use crate::error::{Error, Result};
 use crate::model::MacAddr;
 use crate::names::{check_id, Names};
+
+pub use doctor::host_checks;
 
 /// How an instance runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,12 +122,14 @@ impl InstanceStatus {
 /// How long a soft reboot waits for the guest to shut down before it is stopped hard.
 const SOFT_REBOOT_GRACE: Duration = Duration::from_secs(30);
 
-/// The instances of one host (one dataplane prefix).
+/// The instances of one host (one dataplane prefix). Operations on one instance are serialized
+/// (two concurrent starts never make two instances); different instances proceed in parallel.
 #[derive(Debug)]
 pub struct Hypervisor {
     state_dir: PathBuf,
     names: Names,
     kvm: bool,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Hypervisor {
@@ -137,7 +144,14 @@ impl Hypervisor {
             state_dir,
             names,
             kvm,
+            locks: Mutex::default(),
         })
+    }
+
+    /// VMs use TCG even where KVM works (benchmarks compare the two).
+    pub fn without_kvm(mut self) -> Hypervisor {
+        self.kvm = false;
+        self
     }
 
     /// Whether VMs run with KVM (else TCG).
@@ -152,6 +166,12 @@ impl Hypervisor {
     /// The network namespace of an instance (where its ports are plugged).
     pub fn netns(&self, id: &str) -> String {
         self.names.instance_netns(id)
+    }
+
+    /// The lock serializing operations on instance `id`.
+    fn lock(&self, id: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        locks.entry(id.to_ascii_lowercase()).or_default().clone()
     }
 
     fn instance_dir(&self, id: &str) -> PathBuf {
@@ -179,6 +199,12 @@ impl Hypervisor {
     /// its tap wiring checked again, since re-plugged ports lose their tc filters).
     pub fn start(&self, spec: &InstanceSpec) -> Result<InstanceStatus> {
         check_id("instance", &spec.id)?;
+        let lock = self.lock(&spec.id);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.start_locked(spec)
+    }
+
+    fn start_locked(&self, spec: &InstanceSpec) -> Result<InstanceStatus> {
         if spec.vcpus == 0 || spec.memory_mib == 0 {
             return Err(Error::invalid(
                 "an instance needs at least one vCPU and some memory",
@@ -216,6 +242,12 @@ impl Hypervisor {
     /// fine.
     pub fn stop(&self, id: &str, graceful: Duration) -> Result<()> {
         check_id("instance", id)?;
+        let lock = self.lock(id);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.stop_locked(id, graceful)
+    }
+
+    fn stop_locked(&self, id: &str, graceful: Duration) -> Result<()> {
         let dir = self.instance_dir(id);
         let Some(record) = state::Record::load(&dir)? else {
             return Ok(());
@@ -230,6 +262,8 @@ impl Hypervisor {
     /// soft shuts the instance down gracefully first. A stopped instance is started.
     pub fn reboot(&self, spec: &InstanceSpec, hard: bool) -> Result<InstanceStatus> {
         check_id("instance", &spec.id)?;
+        let lock = self.lock(&spec.id);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = self.instance_dir(&spec.id);
         let record = state::Record::load(&dir)?;
         let live = record
@@ -249,10 +283,10 @@ impl Hypervisor {
                 } else {
                     SOFT_REBOOT_GRACE
                 };
-                self.stop(&spec.id, grace)?;
-                self.start(spec)
+                self.stop_locked(&spec.id, grace)?;
+                self.start_locked(spec)
             }
-            None => self.start(spec),
+            None => self.start_locked(spec),
         }
     }
 
@@ -267,6 +301,8 @@ impl Hypervisor {
 
     fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
         check_id("instance", id)?;
+        let lock = self.lock(id);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = self.instance_dir(id);
         let record = state::Record::load(&dir)?
             .filter(|r| r.live_pid().is_some())
@@ -309,7 +345,9 @@ impl Hypervisor {
     /// (with its taps and the plugged ports' ends), state directory.
     pub fn remove(&self, id: &str) -> Result<()> {
         check_id("instance", id)?;
-        self.stop(id, Duration::ZERO)?;
+        let lock = self.lock(id);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.stop_locked(id, Duration::ZERO)?;
         namespace::remove_cgroup(&self.names, id)?;
         let ns = self.netns(id);
         if sys::netns_path(&ns).exists() {
@@ -317,10 +355,15 @@ impl Hypervisor {
         }
         let dir = self.instance_dir(id);
         match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", dir.display()), e)),
         }
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id.to_ascii_lowercase());
+        Ok(())
     }
 
     /// The instances this hypervisor has state for (running or not), for orphan cleanup.

@@ -59,14 +59,14 @@ const DROPPED_CAPABILITIES: [libc::c_ulong; 19] = [
     39, // BPF
 ];
 
-/// Device nodes an instance gets in its /dev: (name, major, minor).
-const DEVICES: [(&str, u32, u32); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
+/// Device nodes an instance gets in its /dev (a tmpfs): (path, major, minor).
+const DEVICES: [(&std::ffi::CStr, u32, u32); 6] = [
+    (c"/dev/null", 1, 3),
+    (c"/dev/zero", 1, 5),
+    (c"/dev/full", 1, 7),
+    (c"/dev/random", 1, 8),
+    (c"/dev/urandom", 1, 9),
+    (c"/dev/tty", 5, 0),
 ];
 
 pub(super) fn start(names: &Names, dir: &Path, netns: &str, spec: &InstanceSpec) -> Result<Record> {
@@ -97,7 +97,7 @@ pub(super) fn start(names: &Names, dir: &Path, netns: &str, spec: &InstanceSpec)
     if fs::symlink_metadata(root.join("init")).is_err() {
         return Err(Error::invalid(format!("{} has no /init", initrd.display())));
     }
-    make_dev(&root)?;
+    make_dir(&root.join("dev"))?;
 
     let console_path = dir.join(CONSOLE_LOG);
     let console = OpenOptions::new()
@@ -227,6 +227,30 @@ impl Plan {
             ))?;
             sys::check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into())?;
             sys::check(libc::chdir(c"/".as_ptr()).into())?;
+            // A private /dev with the few devices an instance gets (it cannot make its own: no
+            // CAP_MKNOD); a tmpfs, so the state directory's mount options do not matter.
+            sys::check(
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    c"/dev".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NOEXEC,
+                    c"mode=755,size=64k".as_ptr().cast(),
+                )
+                .into(),
+            )?;
+            let umask = libc::umask(0);
+            for (path, major, minor) in DEVICES {
+                sys::check(
+                    libc::mknod(
+                        path.as_ptr(),
+                        libc::S_IFCHR | 0o666,
+                        libc::makedev(major, minor),
+                    )
+                    .into(),
+                )?;
+            }
+            libc::umask(umask);
             for cap in DROPPED_CAPABILITIES {
                 // EINVAL: a capability this kernel does not know; nothing to drop.
                 if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
@@ -284,43 +308,13 @@ fn check_hostname(name: &str) -> Result<()> {
     }
 }
 
-/// The few device nodes an instance gets (it cannot make its own: no CAP_MKNOD).
-fn make_dev(root: &Path) -> Result<()> {
-    let dev = root.join("dev");
-    match fs::symlink_metadata(&dev) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => fs::remove_file(&dev)
-            .map_err(|e| Error::io(format!("replacing {}", dev.display()), e))?,
+/// Makes `dir` a real directory (replacing a file or symlink the image put there).
+fn make_dir(dir: &Path) -> Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => fs::remove_file(dir)
+            .map_err(|e| Error::io(format!("replacing {}", dir.display()), e))?,
         Err(_) => {}
     }
-    if !dev.is_dir() {
-        fs::create_dir(&dev).map_err(|e| Error::io(format!("creating {}", dev.display()), e))?;
-    }
-    for (name, major, minor) in DEVICES {
-        let path = dev.join(name);
-        if fs::symlink_metadata(&path).is_ok() {
-            fs::remove_file(&path)
-                .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
-        }
-        let c = sys::path_cstring(&path)?;
-        // SAFETY: mknod reads the path string.
-        let rc = unsafe {
-            libc::mknod(
-                c.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                libc::makedev(major, minor),
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(
-                format!("creating {}", path.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // The umask narrowed the mode.
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
-            .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
-    }
-    Ok(())
+    fs::create_dir(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
 }

@@ -177,16 +177,32 @@ pub(super) fn wire_nics(netns: &str, count: usize) -> Result<()> {
             cmd::ip(Some(netns), &["link", "set", "dev", dev, "mtu", &mtu, "up"])?;
         }
         for (from, to) in [(&eth, &tap), (&tap, &eth)] {
-            tc(netns, &["qdisc", "replace", "dev", from, "ingress"])?;
-            tc(
-                netns,
-                &[
-                    "filter", "replace", "dev", from, "parent", "ffff:", "pref", "1", "protocol",
-                    "all", "matchall", "action", "mirred", "egress", "redirect", "dev", to,
-                ],
-            )?;
+            redirect(netns, from, to)?;
         }
     }
+    Ok(())
+}
+
+/// Every frame arriving on `from` leaves through `to` (tc ingress, mirred redirect). u32 with
+/// an empty match is in every kernel (matchall is not); it has no "replace", so an existing
+/// redirect is kept and anything else at our priority is deleted first.
+fn redirect(netns: &str, from: &str, to: &str) -> Result<()> {
+    tc(netns, &["qdisc", "replace", "dev", from, "ingress"])?;
+    let current = tc(netns, &["filter", "show", "dev", from, "ingress"])?;
+    if current.contains(&format!("Redirect to device {to})")) {
+        return Ok(());
+    }
+    let _ = tc(
+        netns,
+        &["filter", "del", "dev", from, "parent", "ffff:", "pref", "1"],
+    );
+    tc(
+        netns,
+        &[
+            "filter", "add", "dev", from, "parent", "ffff:", "pref", "1", "protocol", "all", "u32",
+            "match", "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
+        ],
+    )?;
     Ok(())
 }
 
