@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use himmel_agent::hypervisor::{Boot, Driver, Hypervisor, InstanceSpec, Nic};
+use himmel_agent::hypervisor::{Boot, DiskFormat, Driver, Hypervisor, InstanceSpec, Nic};
 use himmel_agent::MacAddr;
 
 const MARK: &str = "himmel-test-image: ";
@@ -393,16 +393,24 @@ fn namespace_instance_lifecycle() {
     lab.wait_console(&id, "lease ", 2, Duration::from_secs(30));
     let pid = rebooted.pid.unwrap();
 
+    // Soft reboot: init is asked to stop first, then a new one starts.
+    let soft = lab.hv().reboot(&spec, false).expect("soft reboot");
+    assert_ne!(soft.pid, Some(pid));
+    lab.wait_console(&id, "stopping", 1, Duration::from_secs(1));
+    lab.wait_console(&id, "lease ", 3, Duration::from_secs(30));
+    assert_exited(pid);
+    let pid = soft.pid.unwrap();
+
     // Graceful stop: init gets SIGTERM and says so.
     lab.hv().stop(&id, Duration::from_secs(10)).expect("stop");
-    lab.wait_console(&id, "stopping", 1, Duration::from_secs(1));
+    lab.wait_console(&id, "stopping", 2, Duration::from_secs(1));
     assert!(!lab.hv().status(&id).unwrap().running);
     assert_exited(pid);
     assert!(host_pids_of_cgroup("hn1", &id).is_empty());
 
     // Start again after a stop.
     let again = lab.hv().start(&spec).expect("start after stop");
-    let ip = lab.wait_console(&id, "lease ", 3, Duration::from_secs(30));
+    let ip = lab.wait_console(&id, "lease ", 4, Duration::from_secs(30));
     assert_eq!(lab.wait_http(&id, &ip, Duration::from_secs(10)), "ns-one");
     let tail = lab.hv().console_output(&id, Some(1)).unwrap();
     assert_eq!(tail.lines().count(), 1);
@@ -512,4 +520,69 @@ fn qemu_instance_lifecycle() {
     lab.wait_console(&id, "lease ", 3, boot_time);
     lab.hv().remove(&id).expect("remove");
     lab.assert_gone(&id, again.pid.unwrap());
+}
+
+/// A boot sector that prints a marker on COM1 and halts (GNU as, 16-bit, linked at 0x7c00):
+/// `cli; xor ax,ax; mov ds,ax; mov dx,0x3f8; mov si,msg; 1: lodsb; test al,al; jz 2f;
+/// out dx,al; jmp 1b; 2: hlt; jmp 2b; msg: .asciz "himmel-test-image: disk boot\n"`.
+const BOOT_SECTOR_CODE: [u8; 22] = [
+    0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0xba, 0xf8, 0x03, 0xbe, 0x16, 0x7c, 0xac, 0x84, 0xc0, 0x74, 0x03,
+    0xee, 0xeb, 0xf8, 0xf4, 0xeb, 0xfd,
+];
+
+/// A 1 MiB raw disk whose MBR prints "himmel-test-image: disk boot".
+fn boot_disk(path: &Path) {
+    let mut disk = vec![0u8; 1 << 20];
+    disk[..BOOT_SECTOR_CODE.len()].copy_from_slice(&BOOT_SECTOR_CODE);
+    let msg = b"himmel-test-image: disk boot\n\0";
+    disk[BOOT_SECTOR_CODE.len()..BOOT_SECTOR_CODE.len() + msg.len()].copy_from_slice(msg);
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    std::fs::write(path, disk).expect("write disk");
+}
+
+#[test]
+fn qemu_boots_raw_and_qcow2_disks_with_a_config_drive() {
+    if skip("qemu_boots_raw_and_qcow2_disks_with_a_config_drive", true) {
+        return;
+    }
+    let lab = Lab::new("hq2");
+    let raw = lab.state.path().join("disk.raw");
+    boot_disk(&raw);
+    let config_drive = lab.state.path().join("config.img");
+    std::fs::write(&config_drive, vec![0u8; 64 << 10]).unwrap();
+    let mut disks = vec![(raw.clone(), DiskFormat::Raw)];
+    if himmel_agent::host::find_program("qemu-img").is_some() {
+        let qcow2 = lab.state.path().join("disk.qcow2");
+        sh(&[
+            "qemu-img",
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            raw.to_str().unwrap(),
+            qcow2.to_str().unwrap(),
+        ]);
+        disks.push((qcow2, DiskFormat::Qcow2));
+    } else {
+        eprintln!("qemu-img is missing: only the raw disk boots");
+    }
+    for (path, format) in disks {
+        let id = new_id();
+        let spec = InstanceSpec {
+            id: id.clone(),
+            driver: Driver::Qemu,
+            vcpus: 1,
+            memory_mib: 64,
+            boot: Boot::Disk { path, format },
+            nics: vec![],
+            config_drive: Some(config_drive.clone()),
+            hostname: "disk".into(),
+        };
+        let pid = lab.hv().start(&spec).expect("start").pid.unwrap();
+        lab.wait_console(&id, "disk boot", 1, Duration::from_secs(60));
+        lab.hv().remove(&id).expect("remove");
+        lab.assert_gone(&id, pid);
+    }
 }
