@@ -134,6 +134,8 @@ impl Lab {
             ])
             .args(["--except-interface=lo", "--user=root", "--pid-file="])
             .arg("--dhcp-range=10.77.0.10,10.77.0.200,255.255.255.0,1h")
+            // As on a VXLAN tenant network: the guest must take the smaller MTU from DHCP.
+            .arg("--dhcp-option=option:mtu,1400")
             .arg(format!("--dhcp-leasefile={}", leases.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -363,6 +365,8 @@ fn namespace_instance_lifecycle() {
         Some(128 << 20),
         "the cgroup limits memory"
     );
+    let eth0 = sh(&["ip", "-n", &lab.hv().netns(&id), "link", "show", "eth0"]);
+    assert!(eth0.contains("mtu 1400"), "the DHCP MTU is applied: {eth0}");
 
     // Idempotent start; a "region restart" finds the instance and does not start another.
     assert_eq!(lab.hv().start(&spec).unwrap().pid, Some(pid));
