@@ -425,6 +425,41 @@ fn namespace_instance_lifecycle() {
 }
 
 #[test]
+fn a_namespace_instance_takes_its_port_when_it_is_plugged_late() {
+    if skip(
+        "a_namespace_instance_takes_its_port_when_it_is_plugged_late",
+        false,
+    ) {
+        return;
+    }
+    let image = image();
+    let mut lab = Lab::new("hn3");
+    let id = new_id();
+    let spec = InstanceSpec {
+        id: id.clone(),
+        driver: Driver::Namespace,
+        vcpus: 1,
+        memory_mib: 64,
+        boot: Boot::RootFs {
+            initrd: image.join("initramfs.cpio.gz"),
+        },
+        nics: vec![Nic {
+            port_id: new_id(),
+            mac: mac(&id),
+        }],
+        config_drive: None,
+        hostname: "late".into(),
+    };
+    // The reconciler plugs asynchronously: the instance starts first.
+    lab.hv().start(&spec).expect("start");
+    lab.wait_console(&id, "boot ", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    lab.plug(&id, mac(&id));
+    let ip = lab.wait_console(&id, "lease ", 1, Duration::from_secs(30));
+    assert_eq!(lab.wait_http(&id, &ip, Duration::from_secs(10)), "late");
+}
+
+#[test]
 fn namespace_driver_refuses_what_it_cannot_boot() {
     if skip("namespace_driver_refuses_what_it_cannot_boot", false) {
         return;
