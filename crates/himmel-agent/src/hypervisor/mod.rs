@@ -330,7 +330,7 @@ impl Hypervisor {
     pub fn console_output(&self, id: &str, tail_lines: Option<usize>) -> Result<String> {
         check_id("instance", id)?;
         let path = self.instance_dir(id).join(state::CONSOLE_LOG);
-        let text = match fs::read(&path) {
+        let text = match read_tail(&path, CONSOLE_MAX_BYTES) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
@@ -381,6 +381,20 @@ impl Hypervisor {
     }
 }
 
+/// The most of a console log that is ever read (a guest can write without end).
+const CONSOLE_MAX_BYTES: u64 = 1 << 20;
+
+/// The last `max` bytes of a file.
+fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> &str {
     if n == 0 {
@@ -396,6 +410,15 @@ fn tail(text: &str, n: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::tail;
+
+    #[test]
+    fn only_the_end_of_a_long_console_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(super::read_tail(&path, 4).unwrap(), b"6789");
+        assert_eq!(super::read_tail(&path, 100).unwrap(), b"0123456789");
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {
