@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+mod commit;
 pub mod engine;
 mod list;
 mod meta;
@@ -39,6 +40,7 @@ pub struct ObjectStore {
 
 struct Inner {
     db: Db,
+    commits: commit::Committer,
     keyring: Keyring,
     engine: Engine,
     keys: auth::Keys,
@@ -63,6 +65,7 @@ impl ObjectStore {
         }
         Ok(ObjectStore {
             inner: Arc::new(Inner {
+                commits: commit::Committer::start(db.clone()),
                 db,
                 keyring,
                 engine,
@@ -74,6 +77,10 @@ impl ObjectStore {
 
     pub(crate) fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    pub(crate) fn commits(&self) -> &commit::Committer {
+        &self.inner.commits
     }
 
     pub(crate) fn keyring(&self) -> &Keyring {

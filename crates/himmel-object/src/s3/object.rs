@@ -208,7 +208,7 @@ impl ObjectStore {
 
     /// Makes a new object version live; removes the data it replaced.
     pub(crate) async fn commit_object(&self, row: &ObjectRow) -> S3Result<()> {
-        let replaced = match store::put_object(self.db(), row).await {
+        let replaced = match self.commits().put_object(row).await {
             Ok(r) => r,
             Err(e) => {
                 self.engine().remove(&row.file_ids()).await;
