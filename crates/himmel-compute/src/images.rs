@@ -7,8 +7,9 @@ use std::path::Path;
 
 use himmel_core::{Error, RequestContext};
 
-/// An image as the caller may boot it.
-#[derive(Debug, Clone, Default)]
+/// An image as the caller may boot it (kept with the server, so that the
+/// reconciler boots what the API checked).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BootImage {
     pub id: String,
     pub name: Option<String>,

@@ -8,10 +8,14 @@
 
 mod api;
 pub mod bootstrap;
+pub mod host;
 pub mod images;
 pub mod keys;
 pub mod model;
 pub mod policy;
+pub mod reconcile;
+pub mod servers;
+mod snapshot;
 pub mod store;
 
 use std::path::PathBuf;
@@ -43,6 +47,7 @@ pub struct ComputeService {
     network: NetworkService,
     config: Arc<ComputeConfig>,
     images: Option<Arc<dyn images::Images>>,
+    hypervisor: Option<Arc<dyn host::Host>>,
     changes: Arc<Notify>,
 }
 
@@ -53,6 +58,7 @@ impl ComputeService {
             network,
             config: Arc::new(config),
             images: None,
+            hypervisor: None,
             changes: Arc::new(Notify::new()),
         }
     }
@@ -61,6 +67,16 @@ impl ComputeService {
     pub fn with_images(mut self, images: Arc<dyn images::Images>) -> ComputeService {
         self.images = Some(images);
         self
+    }
+
+    /// This host's hypervisor (without it, builds fail with a fault that says so).
+    pub fn with_hypervisor(mut self, hypervisor: Arc<dyn host::Host>) -> ComputeService {
+        self.hypervisor = Some(hypervisor);
+        self
+    }
+
+    pub fn hypervisor(&self) -> Option<&Arc<dyn host::Host>> {
+        self.hypervisor.as_ref()
     }
 
     pub fn db(&self) -> &Db {
@@ -77,6 +93,10 @@ impl ComputeService {
 
     pub fn images(&self) -> Option<&Arc<dyn images::Images>> {
         self.images.as_ref()
+    }
+
+    pub(crate) fn changed(&self) {
+        self.changes.notify_one();
     }
 
     /// Notified after every committed change of desired state.

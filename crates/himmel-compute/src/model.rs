@@ -195,6 +195,8 @@ pub struct Server {
     pub old_flavor: Option<FlavorSnapshot>,
     /// Empty when the server boots from a volume (not offered yet).
     pub image_ref: String,
+    /// What the image said when the server got it.
+    pub image: crate::images::BootImage,
     pub key_name: Option<String>,
     pub key_data: Option<String>,
     /// Base64, as sent.

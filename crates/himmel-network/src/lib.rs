@@ -6,6 +6,7 @@
 //! [`metadata`], which asks the registered [`InstanceMetadata`].
 
 pub mod addr;
+pub mod instance_ports;
 mod api;
 pub mod metadata;
 pub mod model;

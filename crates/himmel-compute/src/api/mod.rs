@@ -5,6 +5,9 @@ mod flavors;
 mod keypairs;
 pub mod microversion;
 mod quotas;
+mod server_actions;
+mod server_create;
+mod servers;
 mod wire;
 mod zones;
 
@@ -13,6 +16,8 @@ use axum::routing::MethodFilter;
 use axum::Router;
 use himmel_http::{Json, Pipeline};
 use serde_json::{json, Value};
+
+pub(crate) use server_create::release_ports;
 
 use crate::policy::*;
 use crate::ComputeService;
@@ -23,7 +28,9 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
         .merge(flavors::routes(p))
         .merge(keypairs::routes(p))
         .merge(quotas::routes(p))
-        .merge(zones::routes(p));
+        .merge(zones::routes(p))
+        .merge(servers::routes(p))
+        .merge(server_actions::routes(p));
     let api = Router::new()
         .route("/", p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions))
         .route(

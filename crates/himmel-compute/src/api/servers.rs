@@ -1,0 +1,419 @@
+//! `/servers`: list, detail, show, update and delete; the create is in
+//! [`super::server_create`], actions in [`super::server_actions`]. A server
+//! the caller may not read is a 404.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodFilter;
+use axum::Router;
+use himmel_core::{Error, RequestContext};
+use himmel_http::policy::decide;
+use himmel_http::{ApiResult, Authz, Ctx, Decision, Json, Pipeline};
+use himmel_network::instance_ports;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha224};
+
+use super::wire::{self, is_admin};
+use crate::model::{Server, VmState};
+use crate::policy::*;
+use crate::servers::{self, not_found};
+use crate::store::{self, db_err};
+use crate::ComputeService;
+
+pub fn routes(p: &Pipeline) -> Router<ComputeService> {
+    Router::new()
+        .route(
+            "/servers",
+            p.on(&SERVICE, &LIST_SERVERS, MethodFilter::GET, list_brief).merge(p.on(
+                &SERVICE,
+                &CREATE_SERVER,
+                MethodFilter::POST,
+                super::server_create::create,
+            )),
+        )
+        .route(
+            "/servers/detail",
+            p.on(&SERVICE, &LIST_SERVERS, MethodFilter::GET, list_detail),
+        )
+        .route(
+            "/servers/{id}",
+            p.on(&SERVICE, &GET_SERVER, MethodFilter::GET, show)
+                .merge(p.on(&SERVICE, &UPDATE_SERVER, MethodFilter::PUT, update))
+                .merge(p.on(&SERVICE, &DELETE_SERVER, MethodFilter::DELETE, delete)),
+        )
+}
+
+/// The server if the caller may act on it under `authz` (else 404).
+pub async fn visible(
+    s: &ComputeService,
+    authz: &Authz,
+    id: &str,
+) -> Result<Server, Error> {
+    match servers::get(s, id).await? {
+        Some(server) if authz.allows(&wire::target(&server.project_id)) => Ok(server),
+        _ => {
+            authz.allows(&Default::default());
+            Err(not_found(id))
+        }
+    }
+}
+
+/// `addresses`: the fixed addresses of the server's ports by network name.
+async fn addresses(s: &ComputeService, server: &Server) -> Result<Value, Error> {
+    let mut out: Map<String, Value> = Map::new();
+    for port_id in &server.ports {
+        let Some(port) = instance_ports::get(s.network(), port_id).await? else {
+            continue;
+        };
+        let name = match instance_ports::network(s.network(), &port.network_id).await? {
+            Some(n) if !n.name.is_empty() => n.name,
+            _ => port.network_id.clone(),
+        };
+        let entry = out.entry(name).or_insert_with(|| json!([]));
+        for ip in &port.fixed_ips {
+            let version = if ip.ip_address.contains(':') { 6 } else { 4 };
+            if let Value::Array(list) = entry {
+                list.push(json!({
+                    "version": version,
+                    "addr": ip.ip_address,
+                    "OS-EXT-IPS:type": "fixed",
+                    "OS-EXT-IPS-MAC:mac_addr": port.mac_address,
+                }));
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn host_id(server: &Server) -> String {
+    if server.host.is_empty() {
+        return String::new();
+    }
+    let digest = Sha224::digest(format!("{}{}", server.project_id, server.host).as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The full server representation (microversion 2.1).
+pub async fn render(
+    s: &ComputeService,
+    server: &Server,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+) -> Result<Value, Error> {
+    let base = wire::base_url(headers);
+    let image = if server.image_ref.is_empty() {
+        json!("")
+    } else {
+        json!({"id": server.image_ref, "links": [{"rel": "bookmark",
+            "href": format!("{base}/image/images/{}", server.image_ref)}]})
+    };
+    let groups: Vec<Value> = server
+        .security_groups
+        .iter()
+        .map(|n| json!({"name": n}))
+        .collect();
+    let mut v = json!({
+        "id": server.id,
+        "name": server.name,
+        "status": server.status(),
+        "tenant_id": server.project_id,
+        "user_id": server.user_id,
+        "metadata": server.metadata,
+        "hostId": host_id(server),
+        "image": image,
+        "flavor": {"id": server.flavor.id, "links": [{"rel": "bookmark",
+            "href": format!("{base}{}/flavors/{}", crate::PATH_PREFIX, server.flavor.id)}]},
+        "created": server.created_at,
+        "updated": server.updated_at,
+        "addresses": addresses(s, server).await?,
+        "accessIPv4": server.access_ipv4,
+        "accessIPv6": server.access_ipv6,
+        "links": wire::links(headers, "servers", &server.id),
+        "OS-DCF:diskConfig": "MANUAL",
+        "progress": 0,
+        "OS-EXT-AZ:availability_zone": server.availability_zone,
+        "config_drive": if server.config_drive { "True" } else { "" },
+        "key_name": server.key_name,
+        "OS-SRV-USG:launched_at": server.launched_at,
+        "OS-SRV-USG:terminated_at": null,
+        "security_groups": groups,
+        "OS-EXT-STS:task_state": if server.deleting { Some("deleting") } else { server.task_state.as_deref() },
+        "OS-EXT-STS:vm_state": server.vm_state.as_str(),
+        "OS-EXT-STS:power_state": server.power_state,
+        "os-extended-volumes:volumes_attached": [],
+    });
+    if is_admin(ctx) {
+        v["OS-EXT-SRV-ATTR:host"] = json!(server.host);
+        v["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(server.host);
+        v["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", &server.id[..8]));
+    }
+    if server.vm_state == VmState::Error {
+        if let Some(f) = &server.fault {
+            v["fault"] = json!({"code": f.code, "message": f.message, "created": f.created,
+                                "details": f.details});
+        }
+    }
+    Ok(v)
+}
+
+fn brief(server: &Server, headers: &HeaderMap) -> Value {
+    json!({"id": server.id, "name": server.name, "links": wire::links(headers, "servers", &server.id)})
+}
+
+/// The servers a list shows: the caller's project (administrators: all
+/// with `all_tenants`), filtered, sorted newest first, paged.
+async fn listed(
+    s: &ComputeService,
+    ctx: &RequestContext,
+    authz: &Authz,
+    raw: Option<&str>,
+) -> Result<(Vec<Server>, bool), Error> {
+    let q = wire::query_pairs(raw);
+    let all_tenants = match wire::param(&q, "all_tenants") {
+        None => false,
+        Some("") => true,
+        Some(v) => wire::parse_bool("all_tenants", v)?,
+    };
+    let project_filter = wire::param(&q, "project_id").or(wire::param(&q, "tenant_id"));
+    let mut conn = s.db().pool().acquire().await.map_err(db_err)?;
+    let mut found: Vec<Server> = if all_tenants {
+        if decide(LIST_ALL_SERVERS.rule, Some(ctx), None) != Decision::Allow {
+            authz.allows(&Default::default());
+            return Err(himmel_http::pipeline::forbidden(LIST_ALL_SERVERS.name));
+        }
+        authz.allows(&Default::default());
+        store::list(&mut conn, project_filter).await?
+    } else {
+        let project = ctx.project_id().unwrap_or_default().to_string();
+        if !authz.allows(&wire::target(&project)) {
+            return Err(himmel_http::pipeline::forbidden(LIST_SERVERS.name));
+        }
+        store::list(&mut conn, Some(&project)).await?
+    };
+    if let Some(name) = wire::param(&q, "name") {
+        let re = fancy_regex::Regex::new(name).map_err(|_| {
+            Error::BadRequest(format!("Invalid regular expression for name: {name}"))
+        })?;
+        found.retain(|sv| re.is_match(&sv.name).unwrap_or(false));
+    }
+    if let Some(status) = wire::param(&q, "status") {
+        let status = status.to_ascii_uppercase();
+        found.retain(|sv| sv.status() == status);
+    }
+    if let Some(image) = wire::param(&q, "image") {
+        let image = image.rsplit('/').next().unwrap_or(image);
+        found.retain(|sv| sv.image_ref == image);
+    }
+    if let Some(flavor) = wire::param(&q, "flavor") {
+        let flavor = flavor.rsplit('/').next().unwrap_or(flavor);
+        found.retain(|sv| sv.flavor.id == flavor);
+    }
+    if let Some(host) = wire::param(&q, "host") {
+        if is_admin(ctx) {
+            found.retain(|sv| sv.host == host);
+        }
+    }
+    if let Some(since) = wire::param(&q, "changes-since") {
+        let t = himmel_core::time::parse_timestamp(since).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Invalid input for query parameters changes-since. Value: {since}. '{since}' is not a 'date-time'"
+            ))
+        })?;
+        found.retain(|sv| {
+            himmel_core::time::parse_timestamp(&sv.updated_at).is_some_and(|u| u >= t)
+        });
+    }
+    // Newest first, as Nova sorts by default.
+    found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    if let Some(marker) = wire::param(&q, "marker") {
+        let pos = found
+            .iter()
+            .position(|sv| sv.id == marker)
+            .ok_or_else(|| Error::BadRequest(format!("marker [{marker}] not found")))?;
+        found.drain(..=pos);
+    }
+    let mut more = false;
+    if let Some(limit) = wire::int_param(&q, "limit")? {
+        if found.len() > limit as usize {
+            found.truncate(limit as usize);
+            more = true;
+        }
+    }
+    Ok((found, more))
+}
+
+fn list_body(headers: &HeaderMap, items: Vec<Value>, last: Option<&Server>, more: bool, path: &str) -> Value {
+    let mut body = Map::new();
+    body.insert("servers".into(), Value::Array(items));
+    if let (true, Some(last)) = (more, last) {
+        body.insert(
+            "servers_links".into(),
+            json!([{"rel": "next", "href": format!("{}/{path}?marker={}", wire::api_url(headers), last.id)}]),
+        );
+    }
+    Value::Object(body)
+}
+
+async fn list_brief(
+    State(s): State<ComputeService>,
+    ctx: Ctx,
+    authz: Authz,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let (found, more) = listed(&s, &ctx, &authz, raw.as_deref()).await?;
+    let items = found.iter().map(|sv| brief(sv, &headers)).collect();
+    Ok(Json(list_body(&headers, items, found.last(), more, "servers")))
+}
+
+async fn list_detail(
+    State(s): State<ComputeService>,
+    ctx: Ctx,
+    authz: Authz,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let (found, more) = listed(&s, &ctx, &authz, raw.as_deref()).await?;
+    let mut items = Vec::with_capacity(found.len());
+    for sv in &found {
+        items.push(render(&s, sv, &ctx, &headers).await?);
+    }
+    Ok(Json(list_body(&headers, items, found.last(), more, "servers/detail")))
+}
+
+async fn show(
+    State(s): State<ComputeService>,
+    ctx: Ctx,
+    authz: Authz,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let server = visible(&s, &authz, &id).await?;
+    Ok(wire::one("server", render(&s, &server, &ctx, &headers).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateServer {
+    name: Option<String>,
+    #[serde(rename = "accessIPv4")]
+    access_ipv4: Option<String>,
+    #[serde(rename = "accessIPv6")]
+    access_ipv6: Option<String>,
+}
+
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() || name.chars().count() > 255 {
+        return Err(Error::BadRequest(format!(
+            "Invalid input for field/attribute name. Value: {}. It must be a non-empty string of at most 255 characters.",
+            wire::short(&json!(name))
+        )));
+    }
+    Ok(())
+}
+
+fn check_ip(field: &str, v: &str, v6: bool) -> Result<(), Error> {
+    let ok = v.is_empty()
+        || match v.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => !v6,
+            Ok(std::net::IpAddr::V6(_)) => v6,
+            Err(_) => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "Invalid input for field/attribute {field}. Value: {}. It is not a valid address.",
+            wire::short(&json!(v))
+        )))
+    }
+}
+
+async fn update(
+    State(s): State<ComputeService>,
+    ctx: Ctx,
+    authz: Authz,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    let req: UpdateServer = wire::body(body, "server")?;
+    visible(&s, &authz, &id).await?;
+    if let Some(n) = &req.name {
+        check_name(n)?;
+    }
+    if let Some(v) = &req.access_ipv4 {
+        check_ip("accessIPv4", v, false)?;
+    }
+    if let Some(v) = &req.access_ipv6 {
+        check_ip("accessIPv6", v, true)?;
+    }
+    let (server, ()) = servers::modify(&s, &id, |sv| {
+        if let Some(n) = req.name {
+            sv.name = n;
+        }
+        if let Some(v) = req.access_ipv4 {
+            sv.access_ipv4 = v;
+        }
+        if let Some(v) = req.access_ipv6 {
+            sv.access_ipv6 = v;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(wire::one("server", render(&s, &server, &ctx, &headers).await?))
+}
+
+async fn delete(
+    State(s): State<ComputeService>,
+    ctx: Ctx,
+    authz: Authz,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    visible(&s, &authz, &id).await?;
+    let (server, ()) = servers::modify(&s, &id, |sv| {
+        sv.deleting = true;
+        Ok(())
+    })
+    .await?;
+    servers::record_action(&s, &server, &ctx, "delete").await?;
+    s.changed();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Metadata as Nova accepts it: string keys of 1-255 and values of at
+/// most 255 characters, at most the project's `metadata_items`.
+pub fn metadata_from(v: &Value, max_items: i64) -> Result<BTreeMap<String, String>, Error> {
+    let Value::Object(m) = v else {
+        return Err(Error::BadRequest(
+            "Invalid input for field/attribute metadata. It must be an object.".into(),
+        ));
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in m {
+        let Value::String(v) = v else {
+            return Err(Error::BadRequest(format!(
+                "Invalid input for field/attribute metadata. Value of '{}' must be a string.",
+                k.chars().take(80).collect::<String>()
+            )));
+        };
+        if k.is_empty() || k.chars().count() > 255 || v.chars().count() > 255 {
+            return Err(Error::BadRequest(
+                "Invalid input for field/attribute metadata. Keys must be 1-255 and values at most 255 characters."
+                    .into(),
+            ));
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    if max_items >= 0 && out.len() as i64 > max_items {
+        return Err(Error::Forbidden(format!(
+            "Quota exceeded for metadata_items: Requested {}, but the limit is {max_items}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
