@@ -51,3 +51,46 @@ pub trait Images: Send + Sync + 'static {
         src: &Path,
     ) -> Result<String, Error>;
 }
+
+/// The region's image service.
+#[async_trait::async_trait]
+impl Images for himmel_image::ImageService {
+    async fn image_for_boot(
+        &self,
+        ctx: &RequestContext,
+        image_id: &str,
+    ) -> Result<BootImage, Error> {
+        let i = himmel_image::ImageService::image_for_boot(self, ctx, image_id).await?;
+        Ok(BootImage {
+            id: i.id,
+            name: i.name,
+            disk_format: i.disk_format,
+            container_format: i.container_format,
+            size: i.size,
+            min_disk_gb: i.min_disk_gb,
+            min_ram_mb: i.min_ram_mb,
+            kernel_id: i.kernel_id,
+            ramdisk_id: i.ramdisk_id,
+            properties: i.properties,
+        })
+    }
+
+    async fn copy_data_to(&self, image_id: &str, dest: &Path) -> Result<(), Error> {
+        himmel_image::ImageService::copy_data_to(self, image_id, dest).await
+    }
+
+    async fn create_from_file(
+        &self,
+        ctx: &RequestContext,
+        req: NewImage,
+        src: &Path,
+    ) -> Result<String, Error> {
+        let req = himmel_image::NewImage {
+            name: req.name,
+            disk_format: req.disk_format,
+            container_format: req.container_format,
+            properties: req.properties,
+        };
+        himmel_image::ImageService::create_from_file(self, ctx, req, src).await
+    }
+}

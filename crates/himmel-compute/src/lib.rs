@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod host;
 pub mod images;
 pub mod keys;
+pub mod metadata;
 pub mod model;
 pub mod policy;
 pub mod reconcile;

@@ -96,16 +96,41 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::Internal)
 }
 
-async fn converge(s: &ComputeService, config: &ReconcileConfig, server: &Server) -> Result<(), Error> {
+async fn converge(
+    s: &ComputeService,
+    config: &ReconcileConfig,
+    server: &Server,
+) -> Result<(), Error> {
     if server.deleting {
         return remove(s, server).await;
     }
     match (server.vm_state, server.task_state.as_deref()) {
+        // The API is still making its ports; a request that died doing
+        // so (a crash) leaves the server to fail here after a while.
+        (VmState::Building, Some("scheduling")) => {
+            let age = himmel_core::time::parse_timestamp(&server.created_at)
+                .map(|t| himmel_core::time::now() - t)
+                .unwrap_or_default();
+            if age > chrono::Duration::seconds(120) {
+                crate::api::release_ports(s, server).await;
+                fail(
+                    s,
+                    server,
+                    "Build of instance aborted: its ports were never set up.",
+                )
+                .await
+            } else {
+                Ok(())
+            }
+        }
         (VmState::Building, _) => build(s, config, server).await,
         (VmState::Error, _) => Ok(()),
-        (_, Some("rebooting" | "rebooting_hard" | "rebuilding" | "resize_prep" | "resize_reverting")) => {
-            restart(s, config, server).await
-        }
+        (
+            _,
+            Some(
+                "rebooting" | "rebooting_hard" | "rebuilding" | "resize_prep" | "resize_reverting",
+            ),
+        ) => restart(s, config, server).await,
         _ => power(s, config, server).await,
     }
 }
@@ -127,10 +152,9 @@ async fn fail(s: &ComputeService, server: &Server, message: &str) -> Result<(), 
 async fn build(s: &ComputeService, config: &ReconcileConfig, server: &Server) -> Result<(), Error> {
     let started = Instant::now();
     let result = async {
-        let hv = s
-            .hypervisor()
-            .cloned()
-            .ok_or_else(|| Error::Unavailable("This host cannot run instances (no hypervisor).".into()))?;
+        let hv = s.hypervisor().cloned().ok_or_else(|| {
+            Error::Unavailable("This host cannot run instances (no hypervisor).".into())
+        })?;
         let id = server.id.clone();
         blocking(&hv, move |h| h.prepare(&id)).await?;
         // The network reconciler plugs the ports into the new namespace.
@@ -179,15 +203,25 @@ async fn build(s: &ComputeService, config: &ReconcileConfig, server: &Server) ->
             })
             .await?;
             let message = match &e {
-                Error::Internal(detail) => format!("Build of instance {} aborted: {detail}", server.id),
-                other => format!("Build of instance {} aborted: {}", server.id, other.public_message()),
+                Error::Internal(detail) => {
+                    format!("Build of instance {} aborted: {detail}", server.id)
+                }
+                other => format!(
+                    "Build of instance {} aborted: {}",
+                    server.id,
+                    other.public_message()
+                ),
             };
             fail(s, server, &message).await
         }
     }
 }
 
-async fn wait_for_ports(s: &ComputeService, server: &Server, timeout: Duration) -> Result<(), Error> {
+async fn wait_for_ports(
+    s: &ComputeService,
+    server: &Server,
+    timeout: Duration,
+) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     let ports = servers::get(s, &server.id)
         .await?
@@ -226,7 +260,9 @@ fn driver(server: &Server, image: &BootImage) -> Result<DriverKind, Error> {
     match choice.as_deref() {
         None | Some("qemu") | Some("kvm") => Ok(DriverKind::Qemu),
         Some("namespace") => Ok(DriverKind::Namespace),
-        Some(other) => Err(Error::BadRequest(format!("unknown hypervisor driver {other}"))),
+        Some(other) => Err(Error::BadRequest(format!(
+            "unknown hypervisor driver {other}"
+        ))),
     }
 }
 
@@ -329,7 +365,11 @@ async fn plan(s: &ComputeService, server: &Server) -> Result<InstancePlan, Error
 
 /// Reboot, rebuild, resize and revert: the instance restarts on its
 /// (possibly new) image and flavor.
-async fn restart(s: &ComputeService, config: &ReconcileConfig, server: &Server) -> Result<(), Error> {
+async fn restart(
+    s: &ComputeService,
+    config: &ReconcileConfig,
+    server: &Server,
+) -> Result<(), Error> {
     let Some(hv) = s.hypervisor().cloned() else {
         return fail(s, server, "This host cannot run instances (no hypervisor).").await;
     };
@@ -421,7 +461,10 @@ async fn power(s: &ComputeService, config: &ReconcileConfig, server: &Server) ->
             (VmState::Paused, PAUSED)
         }
     };
-    if server.vm_state != vm_state || server.power_state != power_state || server.task_state.is_some() {
+    if server.vm_state != vm_state
+        || server.power_state != power_state
+        || server.task_state.is_some()
+    {
         servers::modify(s, &server.id, |sv| {
             sv.vm_state = vm_state;
             sv.power_state = power_state;

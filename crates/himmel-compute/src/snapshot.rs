@@ -17,10 +17,9 @@ pub async fn create_image(
     name: String,
     mut properties: BTreeMap<String, String>,
 ) -> Result<String, Error> {
-    let images = s
-        .images()
-        .cloned()
-        .ok_or_else(|| Error::Conflict("There is no image service to store the image in.".into()))?;
+    let images = s.images().cloned().ok_or_else(|| {
+        Error::Conflict("There is no image service to store the image in.".into())
+    })?;
     let disk = instance_dir(s, &server.id).join("disk");
     if !disk.is_file() {
         return Err(Error::Conflict(format!(
@@ -29,7 +28,8 @@ pub async fn create_image(
         )));
     }
     // A copy, so that the guest may go on writing while the image is stored.
-    let copy = instance_dir(s, &server.id).join(format!(".snapshot-{}", himmel_core::ids::new_id()));
+    let copy =
+        instance_dir(s, &server.id).join(format!(".snapshot-{}", himmel_core::ids::new_id()));
     let copied = tokio::fs::copy(&disk, &copy).await.map_err(Error::internal);
     let result = match copied {
         Ok(_) => {

@@ -157,7 +157,8 @@ pub async fn create(net: &NetworkService, req: NewInstancePort) -> Result<Port, 
         }]
     });
     let mac = port.mac_address.clone();
-    port.fixed_ips = ports::allocate(&mut tx, &network, requested, &port.meta.id, Some(&mac)).await?;
+    port.fixed_ips =
+        ports::allocate(&mut tx, &network, requested, &port.meta.id, Some(&mac)).await?;
     store::insert(&mut tx, &port, || {
         format!("The mac address {mac} is in use.")
     })
@@ -181,12 +182,14 @@ pub async fn bind(
     let mut tx = net.db().begin_write().await.map_err(db_err)?;
     let mut port = match store::get::<Port>(&mut tx, port_id).await? {
         Some(p) if admin || p.meta.project_id == project_id => p,
-        _ => return Err(Error::NotFound(format!("Port id {port_id} could not be found."))),
+        _ => {
+            return Err(Error::NotFound(format!(
+                "Port id {port_id} could not be found."
+            )))
+        }
     };
     if !port.device_id.is_empty() && port.device_id != server_id {
-        return Err(Error::Conflict(format!(
-            "Port {port_id} is still in use."
-        )));
+        return Err(Error::Conflict(format!("Port {port_id} is still in use.")));
     }
     port.device_id = server_id.to_string();
     port.device_owner = device_owner(availability_zone);

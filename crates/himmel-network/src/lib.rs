@@ -6,8 +6,8 @@
 //! [`metadata`], which asks the registered [`InstanceMetadata`].
 
 pub mod addr;
-pub mod instance_ports;
 mod api;
+pub mod instance_ports;
 pub mod metadata;
 pub mod model;
 pub mod policy;

@@ -59,7 +59,6 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let network = himmel_network::NetworkService::new(db.clone());
     register_network_endpoint(&db, &s).await?;
     spawn_dataplane(&s, &network);
-    let compute = start_compute(&s, &db, &network).await?;
 
     let retention = std::time::Duration::from_secs(u64::from(s.audit_retention_days) * 86_400);
     let audit =
@@ -86,6 +85,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     )
     .await?;
     register_image_endpoint(&db, &s).await?;
+    let compute = start_compute(&s, &db, &network, &images).await?;
     let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(audit.clone()));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -94,7 +94,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         .merge(himmel_network::routes(&pipeline, network.clone()))
         .merge(himmel_compute::routes(&pipeline, compute))
         .merge(himmel_kms::api::routes(&pipeline, key_manager))
-        .merge(himmel_image::routes(&pipeline, images))
+        .merge(himmel_image::routes(&pipeline, images.clone()))
         .fallback(|| async { himmel_http::pipeline::not_found(himmel_http::ErrorFormat::Keystone) })
         .layer(DefaultBodyLimit::max(MAX_BODY));
 
@@ -173,11 +173,13 @@ async fn register_network_endpoint(db: &himmel_db::Db, s: &Settings) -> anyhow::
     Ok(())
 }
 
-/// The compute service: its standard flavors and its catalog entry.
+/// The compute service: its standard flavors, its catalog entry and the
+/// reconciler that runs this host's instances.
 async fn start_compute(
     s: &Settings,
     db: &himmel_db::Db,
     network: &himmel_network::NetworkService,
+    images: &himmel_image::ImageService,
 ) -> anyhow::Result<himmel_compute::ComputeService> {
     himmel_compute::bootstrap::seed_flavors(db)
         .await
@@ -188,14 +190,26 @@ async fn start_compute(
         .await
         .map_err(|e| anyhow::anyhow!("registering the compute endpoint: {e}"))?;
     tx.commit().await?;
-    Ok(himmel_compute::ComputeService::new(
+    let compute = himmel_compute::ComputeService::new(
         db.clone(),
         network.clone(),
         himmel_compute::ComputeConfig {
             host: s.dataplane.host_name.clone(),
             state_dir: s.data_dir.join("compute"),
         },
-    ))
+    )
+    .with_images(Arc::new(images.clone()));
+    network.set_instance_metadata(Arc::new(himmel_compute::metadata::GuestMetadata::new(
+        compute.clone(),
+    )));
+    himmel_compute::reconcile::spawn(
+        compute.clone(),
+        himmel_compute::reconcile::ReconcileConfig {
+            wait_for_ports: s.dataplane.enabled,
+            ..Default::default()
+        },
+    );
+    Ok(compute)
 }
 
 /// The image service's catalog entry (idempotent, so a changed public URL

@@ -7,6 +7,7 @@ pub mod microversion;
 mod quotas;
 mod server_actions;
 mod server_create;
+mod server_extras;
 mod servers;
 mod wire;
 mod zones;
@@ -30,7 +31,8 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
         .merge(quotas::routes(p))
         .merge(zones::routes(p))
         .merge(servers::routes(p))
-        .merge(server_actions::routes(p));
+        .merge(server_actions::routes(p))
+        .merge(server_extras::routes(p));
     let api = Router::new()
         .route("/", p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions))
         .route(

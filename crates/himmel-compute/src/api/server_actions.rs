@@ -90,7 +90,11 @@ async fn action(
         )
         .into());
     }
-    let (name, arg) = m.iter().next().map(|(k, v)| (k.as_str(), v)).unwrap_or(("", &Value::Null));
+    let (name, arg) = m
+        .iter()
+        .next()
+        .map(|(k, v)| (k.as_str(), v))
+        .unwrap_or(("", &Value::Null));
     use VmState::{Active, Paused, Resized, Stopped};
     match name {
         "reboot" => {
@@ -120,11 +124,18 @@ async fn action(
             Ok(accepted())
         }
         "os-stop" => {
-            transition(&s, &ctx, &id, "stop", &[Active, VmState::Error, Paused], |sv| {
-                sv.task_state = Some("powering-off".into());
-                sv.power = Power::Stopped;
-                Ok(())
-            })
+            transition(
+                &s,
+                &ctx,
+                &id,
+                "stop",
+                &[Active, VmState::Error, Paused],
+                |sv| {
+                    sv.task_state = Some("powering-off".into());
+                    sv.power = Power::Stopped;
+                    Ok(())
+                },
+            )
             .await?;
             Ok(accepted())
         }
@@ -160,7 +171,11 @@ async fn action(
         "confirmResize" => {
             transition(&s, &ctx, &id, "confirmResize", &[Resized], |sv| {
                 sv.old_flavor = None;
-                sv.vm_state = if sv.power == Power::Stopped { Stopped } else { Active };
+                sv.vm_state = if sv.power == Power::Stopped {
+                    Stopped
+                } else {
+                    Active
+                };
                 Ok(())
             })
             .await?;
@@ -201,17 +216,31 @@ async fn rebuild(
     let image_ref = arg
         .get("imageRef")
         .and_then(Value::as_str)
-        .map(|r| r.trim_end_matches('/').rsplit('/').next().unwrap_or(r).to_string())
+        .map(|r| {
+            r.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(r)
+                .to_string()
+        })
         .filter(|r| !r.is_empty())
         .ok_or_else(|| {
-            Error::BadRequest("Invalid input for field/attribute rebuild. 'imageRef' is a required property".into())
+            Error::BadRequest(
+                "Invalid input for field/attribute rebuild. 'imageRef' is a required property"
+                    .into(),
+            )
         })?;
     let image = match s.images() {
-        Some(images) => images.image_for_boot(ctx, &image_ref).await.map_err(|e| match e {
-            Error::Internal(_) => e,
-            _ => Error::BadRequest(format!("Image {image_ref} could not be found.")),
-        })?,
-        None => return Err(Error::BadRequest(format!("Image {image_ref} could not be found.")).into()),
+        Some(images) => images
+            .image_for_boot(ctx, &image_ref)
+            .await
+            .map_err(|e| match e {
+                Error::Internal(_) => e,
+                _ => Error::BadRequest(format!("Image {image_ref} could not be found.")),
+            })?,
+        None => {
+            return Err(Error::BadRequest(format!("Image {image_ref} could not be found.")).into())
+        }
     };
     let name = match arg.get("name") {
         Some(Value::String(n)) => {
@@ -231,28 +260,43 @@ async fn rebuild(
         Some(m) => {
             let mut conn = s.db().pool().acquire().await.map_err(db_err)?;
             let limits = quota::limits(&mut conn, &server.project_id).await?;
-            Some(metadata_from(m, limits.get("metadata_items").copied().unwrap_or(-1))?)
+            Some(metadata_from(
+                m,
+                limits.get("metadata_items").copied().unwrap_or(-1),
+            )?)
         }
         None => None,
     };
     use VmState::{Active, Stopped};
-    let rebuilt = transition(s, ctx, &server.id, "rebuild", &[Active, Stopped, VmState::Error], |sv| {
-        sv.image_ref = image.id.clone();
-        sv.image = image;
-        if let Some(n) = name {
-            sv.name = n;
-        }
-        if let Some(m) = metadata {
-            sv.metadata = m;
-        }
-        sv.task_state = Some("rebuilding".into());
-        sv.generation += 1;
-        Ok(())
-    })
+    let rebuilt = transition(
+        s,
+        ctx,
+        &server.id,
+        "rebuild",
+        &[Active, Stopped, VmState::Error],
+        |sv| {
+            sv.image_ref = image.id.clone();
+            sv.image = image;
+            if let Some(n) = name {
+                sv.name = n;
+            }
+            if let Some(m) = metadata {
+                sv.metadata = m;
+            }
+            sv.task_state = Some("rebuilding".into());
+            sv.generation += 1;
+            Ok(())
+        },
+    )
     .await?;
     let mut v = render(s, &rebuilt, ctx, headers).await?;
     v["adminPass"] = json!(himmel_core::ids::new_id()[..12].to_string());
-    Ok(wire::with_status(StatusCode::ACCEPTED, "server", &rebuilt.id, v))
+    Ok(wire::with_status(
+        StatusCode::ACCEPTED,
+        "server",
+        &rebuilt.id,
+        v,
+    ))
 }
 
 async fn resize(
@@ -262,26 +306,38 @@ async fn resize(
     arg: &Value,
 ) -> ApiResult<Response> {
     let flavor_ref = match arg.get("flavorRef") {
-        Some(Value::String(r)) if !r.is_empty() => {
-            r.trim_end_matches('/').rsplit('/').next().unwrap_or(r).to_string()
-        }
+        Some(Value::String(r)) if !r.is_empty() => r
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(r)
+            .to_string(),
         Some(Value::Number(n)) => n.to_string(),
         _ => {
             return Err(Error::BadRequest(
-                "Invalid input for field/attribute resize. 'flavorRef' is a required property".into(),
+                "Invalid input for field/attribute resize. 'flavorRef' is a required property"
+                    .into(),
             )
             .into())
         }
     };
     let flavor = match flavors::find(s, ctx, &flavor_ref).await {
         Ok(f) if !f.disabled => FlavorSnapshot::from(&f),
-        _ => return Err(Error::BadRequest(format!("Flavor {flavor_ref} could not be found.")).into()),
+        _ => {
+            return Err(
+                Error::BadRequest(format!("Flavor {flavor_ref} could not be found.")).into(),
+            )
+        }
     };
     if flavor.id == server.flavor.id {
-        return Err(Error::BadRequest("When resizing, instances must change flavor!".into()).into());
+        return Err(
+            Error::BadRequest("When resizing, instances must change flavor!".into()).into(),
+        );
     }
     if flavor.disk > 0 && flavor.disk < server.flavor.disk {
-        return Err(Error::BadRequest("Resizing to a smaller disk flavor is not allowed.".into()).into());
+        return Err(
+            Error::BadRequest("Resizing to a smaller disk flavor is not allowed.".into()).into(),
+        );
     }
     // The growth must fit the quota.
     let mut tx = s.db().begin_write().await.map_err(db_err)?;
@@ -313,8 +369,11 @@ async fn console_output(
     server: &Server,
     arg: &Value,
 ) -> ApiResult<Response> {
-    if decide(CONSOLE_OUTPUT.rule, Some(ctx), Some(&wire::target(&server.project_id)))
-        != Decision::Allow
+    if decide(
+        CONSOLE_OUTPUT.rule,
+        Some(ctx),
+        Some(&wire::target(&server.project_id)),
+    ) != Decision::Allow
     {
         return Err(himmel_http::pipeline::forbidden(CONSOLE_OUTPUT.name).into());
     }
@@ -323,9 +382,11 @@ async fn console_output(
         Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n >= -1) => {
             n.as_i64().filter(|n| *n >= 0).map(|n| n as usize)
         }
-        Some(Value::String(t)) if t.parse::<i64>().is_ok_and(|n| n >= -1) => {
-            t.parse::<i64>().ok().filter(|n| *n >= 0).map(|n| n as usize)
-        }
+        Some(Value::String(t)) if t.parse::<i64>().is_ok_and(|n| n >= -1) => t
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| n as usize),
         Some(other) => {
             return Err(Error::BadRequest(format!(
                 "Invalid input for field/attribute length. Value: {}.",
@@ -342,7 +403,9 @@ async fn console_output(
         .into());
     }
     let Some(hv) = s.hypervisor().cloned() else {
-        return Err(Error::Conflict("The console of this instance is not available.".into()).into());
+        return Err(
+            Error::Conflict("The console of this instance is not available.".into()).into(),
+        );
     };
     let id = server.id.clone();
     let output = tokio::task::spawn_blocking(move || hv.console_output(&id, length))
@@ -367,9 +430,13 @@ async fn security_group(
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| Error::BadRequest("Security group name cannot be empty.".into()))?;
-    let group = instance_ports::resolve_security_groups(s.network(), &server.project_id, &[name.to_string()])
-        .await?
-        .remove(0);
+    let group = instance_ports::resolve_security_groups(
+        s.network(),
+        &server.project_id,
+        &[name.to_string()],
+    )
+    .await?
+    .remove(0);
     let has = server.security_groups.contains(&group.name);
     if add && has {
         return Err(Error::BadRequest(format!(
@@ -408,7 +475,11 @@ async fn security_group(
         Ok(())
     })
     .await?;
-    let action = if add { "addSecurityGroup" } else { "removeSecurityGroup" };
+    let action = if add {
+        "addSecurityGroup"
+    } else {
+        "removeSecurityGroup"
+    };
     servers::record_action(s, &server, ctx, action).await?;
     Ok(accepted())
 }
@@ -425,15 +496,20 @@ async fn create_image(
         .and_then(Value::as_str)
         .filter(|n| !n.trim().is_empty() && n.chars().count() <= 255)
         .ok_or_else(|| {
-            Error::BadRequest("Invalid input for field/attribute createImage. 'name' is a required property".into())
+            Error::BadRequest(
+                "Invalid input for field/attribute createImage. 'name' is a required property"
+                    .into(),
+            )
         })?
         .to_string();
     let properties = match arg.get("metadata") {
         Some(m) => metadata_from(m, -1)?,
         None => Default::default(),
     };
-    if !matches!(server.vm_state, VmState::Active | VmState::Stopped | VmState::Paused)
-        || !server_settled(server)
+    if !matches!(
+        server.vm_state,
+        VmState::Active | VmState::Stopped | VmState::Paused
+    ) || !server_settled(server)
     {
         return Err(conflict("createImage", server).into());
     }

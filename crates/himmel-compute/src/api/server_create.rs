@@ -277,7 +277,8 @@ pub async fn create(
     check_name(&req.name)?;
     if req.personality.is_some() {
         return Err(Error::BadRequest(
-            "Personality files are not offered by this cloud; use user_data or a config drive.".into(),
+            "Personality files are not offered by this cloud; use user_data or a config drive."
+                .into(),
         )
         .into());
     }
@@ -305,7 +306,9 @@ pub async fn create(
     let flavor = match flavors::find(&s, &ctx, &flavor_ref).await {
         Ok(f) if !f.disabled => FlavorSnapshot::from(&f),
         _ => {
-            return Err(Error::BadRequest(format!("Flavor {flavor_ref} could not be found.")).into())
+            return Err(
+                Error::BadRequest(format!("Flavor {flavor_ref} could not be found.")).into(),
+            )
         }
     };
 
@@ -317,14 +320,19 @@ pub async fn create(
         .into());
     }
     let image = match s.images() {
-        Some(images) => images.image_for_boot(&ctx, &image_ref).await.map_err(|e| match e {
-            Error::NotFound(_) => Error::BadRequest(format!("Image {image_ref} could not be found.")),
-            Error::Internal(_) => e,
-            other => Error::BadRequest(format!(
-                "Image {image_ref} is not active: {}",
-                other.public_message()
-            )),
-        })?,
+        Some(images) => images
+            .image_for_boot(&ctx, &image_ref)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => {
+                    Error::BadRequest(format!("Image {image_ref} could not be found."))
+                }
+                Error::Internal(_) => e,
+                other => Error::BadRequest(format!(
+                    "Image {image_ref} is not active: {}",
+                    other.public_message()
+                )),
+            })?,
         None => {
             return Err(Error::BadRequest(format!("Image {image_ref} could not be found.")).into())
         }
@@ -357,10 +365,14 @@ pub async fn create(
             let (name, host) = z.split_once(':').map_or((z, None), |(a, b)| (a, Some(b)));
             if let Some(host) = host.filter(|h| !h.is_empty()) {
                 if decide(CREATE_SERVER_FORCED_HOST.rule, Some(&ctx), None) != Decision::Allow {
-                    return Err(himmel_http::pipeline::forbidden(CREATE_SERVER_FORCED_HOST.name).into());
+                    return Err(
+                        himmel_http::pipeline::forbidden(CREATE_SERVER_FORCED_HOST.name).into(),
+                    );
                 }
                 if host != s.config().host {
-                    return Err(Error::BadRequest(format!("No valid host: unknown host {host}.")).into());
+                    return Err(
+                        Error::BadRequest(format!("No valid host: unknown host {host}.")).into(),
+                    );
                 }
             }
             if !name.is_empty() && name != AVAILABILITY_ZONE {
@@ -374,16 +386,25 @@ pub async fn create(
         }
     };
     let config_drive = boolish(&req.config_drive, "config_drive")?;
+    if config_drive {
+        return Err(Error::BadRequest(
+            "Config drives are not offered by this cloud yet; guests read the metadata service at 169.254.169.254."
+                .into(),
+        )
+        .into());
+    }
     let return_reservation_id = boolish(&req.return_reservation_id, "return_reservation_id")?;
     let min_count = count(&req.min_count, "min_count")?.unwrap_or(1);
     let max_count = count(&req.max_count, "max_count")?.unwrap_or(min_count);
     if min_count > max_count {
         return Err(Error::BadRequest("min_count must be <= max_count".into()).into());
     }
-    if max_count > 1 && req.networks.as_ref().is_some_and(|n| {
-        n.as_array()
-            .is_some_and(|l| l.iter().any(|e| e.get("port").is_some()))
-    }) {
+    if max_count > 1
+        && req.networks.as_ref().is_some_and(|n| {
+            n.as_array()
+                .is_some_and(|l| l.iter().any(|e| e.get("port").is_some()))
+        })
+    {
         return Err(Error::BadRequest(
             "Unable to launch multiple instances with a single configured port ID. Please launch your instance one by one with different ports."
                 .into(),
@@ -402,12 +423,16 @@ pub async fn create(
     };
     if let Some(v) = &req.access_ipv4 {
         if !v.is_empty() && v.parse::<std::net::Ipv4Addr>().is_err() {
-            return Err(Error::BadRequest("Invalid input for field/attribute accessIPv4.".into()).into());
+            return Err(
+                Error::BadRequest("Invalid input for field/attribute accessIPv4.".into()).into(),
+            );
         }
     }
     if let Some(v) = &req.access_ipv6 {
         if !v.is_empty() && v.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(Error::BadRequest("Invalid input for field/attribute accessIPv6.".into()).into());
+            return Err(
+                Error::BadRequest("Invalid input for field/attribute accessIPv6.".into()).into(),
+            );
         }
     }
 
@@ -432,7 +457,10 @@ pub async fn create(
         // Nova builds fewer when min_count allows it.
         made = 0;
         for k in (min_count as i64..n).rev() {
-            if quota::check(&mut tx, &project, &ctx.user_id, &wanted(k)).await.is_ok() {
+            if quota::check(&mut tx, &project, &ctx.user_id, &wanted(k))
+                .await
+                .is_ok()
+            {
                 made = k;
                 break;
             }
@@ -523,15 +551,28 @@ pub async fn create(
         "security_groups": first.security_groups.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
     });
     // The guest gets no password from us; Nova shows one nonetheless.
-    v["adminPass"] = json!(req.admin_pass.unwrap_or_else(|| himmel_core::ids::new_id()[..12].to_string()));
-    Ok(wire::with_status(StatusCode::ACCEPTED, "server", &first.id, v))
+    v["adminPass"] = json!(req
+        .admin_pass
+        .unwrap_or_else(|| himmel_core::ids::new_id()[..12].to_string()));
+    Ok(wire::with_status(
+        StatusCode::ACCEPTED,
+        "server",
+        &first.id,
+        v,
+    ))
 }
 
 /// A DNS label from a server name, as Nova derives `hostname`.
 fn hostname(name: &str) -> String {
     let mut out: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     out = out.trim_matches('-').to_string();
     out.truncate(63);

@@ -28,12 +28,13 @@ pub fn routes(p: &Pipeline) -> Router<ComputeService> {
     Router::new()
         .route(
             "/servers",
-            p.on(&SERVICE, &LIST_SERVERS, MethodFilter::GET, list_brief).merge(p.on(
-                &SERVICE,
-                &CREATE_SERVER,
-                MethodFilter::POST,
-                super::server_create::create,
-            )),
+            p.on(&SERVICE, &LIST_SERVERS, MethodFilter::GET, list_brief)
+                .merge(p.on(
+                    &SERVICE,
+                    &CREATE_SERVER,
+                    MethodFilter::POST,
+                    super::server_create::create,
+                )),
         )
         .route(
             "/servers/detail",
@@ -48,11 +49,7 @@ pub fn routes(p: &Pipeline) -> Router<ComputeService> {
 }
 
 /// The server if the caller may act on it under `authz` (else 404).
-pub async fn visible(
-    s: &ComputeService,
-    authz: &Authz,
-    id: &str,
-) -> Result<Server, Error> {
+pub async fn visible(s: &ComputeService, authz: &Authz, id: &str) -> Result<Server, Error> {
     match servers::get(s, id).await? {
         Some(server) if authz.allows(&wire::target(&server.project_id)) => Ok(server),
         _ => {
@@ -228,7 +225,11 @@ async fn listed(
         });
     }
     // Newest first, as Nova sorts by default.
-    found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    found.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
     if let Some(marker) = wire::param(&q, "marker") {
         let pos = found
             .iter()
@@ -246,7 +247,13 @@ async fn listed(
     Ok((found, more))
 }
 
-fn list_body(headers: &HeaderMap, items: Vec<Value>, last: Option<&Server>, more: bool, path: &str) -> Value {
+fn list_body(
+    headers: &HeaderMap,
+    items: Vec<Value>,
+    last: Option<&Server>,
+    more: bool,
+    path: &str,
+) -> Value {
     let mut body = Map::new();
     body.insert("servers".into(), Value::Array(items));
     if let (true, Some(last)) = (more, last) {
@@ -267,7 +274,13 @@ async fn list_brief(
 ) -> ApiResult<Json<Value>> {
     let (found, more) = listed(&s, &ctx, &authz, raw.as_deref()).await?;
     let items = found.iter().map(|sv| brief(sv, &headers)).collect();
-    Ok(Json(list_body(&headers, items, found.last(), more, "servers")))
+    Ok(Json(list_body(
+        &headers,
+        items,
+        found.last(),
+        more,
+        "servers",
+    )))
 }
 
 async fn list_detail(
@@ -282,7 +295,13 @@ async fn list_detail(
     for sv in &found {
         items.push(render(&s, sv, &ctx, &headers).await?);
     }
-    Ok(Json(list_body(&headers, items, found.last(), more, "servers/detail")))
+    Ok(Json(list_body(
+        &headers,
+        items,
+        found.last(),
+        more,
+        "servers/detail",
+    )))
 }
 
 async fn show(
@@ -293,7 +312,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let server = visible(&s, &authz, &id).await?;
-    Ok(wire::one("server", render(&s, &server, &ctx, &headers).await?))
+    Ok(wire::one(
+        "server",
+        render(&s, &server, &ctx, &headers).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -365,7 +387,10 @@ async fn update(
         Ok(())
     })
     .await?;
-    Ok(wire::one("server", render(&s, &server, &ctx, &headers).await?))
+    Ok(wire::one(
+        "server",
+        render(&s, &server, &ctx, &headers).await?,
+    ))
 }
 
 async fn delete(

@@ -14,10 +14,12 @@ use serde_json::{Map, Value};
 pub fn body<T: DeserializeOwned>(mut v: Value, key: &str) -> Result<T, Error> {
     let inner = match v.get_mut(key) {
         Some(inner @ Value::Object(_)) => inner.take(),
-        _ => return Err(Error::BadRequest(format!(
+        _ => {
+            return Err(Error::BadRequest(format!(
             "Invalid input for field/attribute {key}. Value: {}. '{key}' is a required property",
             short(&v)
-        ))),
+        )))
+        }
     };
     serde_json::from_value(inner).map_err(|e| schema_error(&e.to_string()))
 }

@@ -20,6 +20,168 @@ impl AuditSink for NullSink {
     }
 }
 
+/// Images the tests boot: a raw disk, a kernel with a ramdisk, and one
+/// that is not active. Anything else is not found.
+pub struct FakeImages;
+
+pub const DISK_IMAGE: &str = "11111111-1111-4111-8111-111111111111";
+pub const KERNEL_IMAGE: &str = "22222222-2222-4222-8222-222222222222";
+pub const RAMDISK_IMAGE: &str = "33333333-3333-4333-8333-333333333333";
+pub const QUEUED_IMAGE: &str = "44444444-4444-4444-8444-444444444444";
+pub const BIG_IMAGE: &str = "55555555-5555-4555-8555-555555555555";
+
+#[async_trait::async_trait]
+impl himmel_compute::images::Images for FakeImages {
+    async fn image_for_boot(
+        &self,
+        _ctx: &himmel_core::RequestContext,
+        image_id: &str,
+    ) -> Result<himmel_compute::images::BootImage, himmel_core::Error> {
+        let mut image = himmel_compute::images::BootImage {
+            id: image_id.to_string(),
+            name: Some("test".into()),
+            disk_format: "raw".into(),
+            container_format: "bare".into(),
+            size: 4096,
+            ..Default::default()
+        };
+        match image_id {
+            DISK_IMAGE => {}
+            KERNEL_IMAGE => {
+                image.disk_format = "ami".into();
+                image.kernel_id = Some(KERNEL_IMAGE.into());
+                image.ramdisk_id = Some(RAMDISK_IMAGE.into());
+            }
+            BIG_IMAGE => image.min_ram_mb = 1 << 20,
+            QUEUED_IMAGE => {
+                return Err(himmel_core::Error::Conflict("Image is not active.".into()))
+            }
+            _ => return Err(himmel_core::Error::NotFound("no such image".into())),
+        }
+        Ok(image)
+    }
+
+    async fn copy_data_to(
+        &self,
+        image_id: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), himmel_core::Error> {
+        std::fs::write(dest, format!("data of {image_id}")).map_err(himmel_core::Error::internal)
+    }
+
+    async fn create_from_file(
+        &self,
+        _ctx: &himmel_core::RequestContext,
+        _req: himmel_compute::images::NewImage,
+        src: &std::path::Path,
+    ) -> Result<String, himmel_core::Error> {
+        assert!(src.is_file());
+        Ok("66666666-6666-4666-8666-666666666666".into())
+    }
+}
+
+/// A hypervisor that keeps its instances in memory. `fail_start` makes
+/// the next starts fail (a host that cannot boot the guest).
+#[derive(Default)]
+pub struct FakeHost {
+    pub instances: std::sync::Mutex<std::collections::BTreeMap<String, FakeInstance>>,
+    pub fail_start: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeInstance {
+    pub plan: Option<himmel_compute::host::InstancePlan>,
+    pub running: bool,
+    pub paused: bool,
+    pub starts: u32,
+}
+
+impl FakeHost {
+    pub fn instance(&self, id: &str) -> Option<FakeInstance> {
+        self.instances.lock().unwrap().get(id).cloned()
+    }
+}
+
+impl himmel_compute::host::Host for FakeHost {
+    fn prepare(&self, id: &str) -> Result<(), String> {
+        self.instances
+            .lock()
+            .unwrap()
+            .entry(id.to_string())
+            .or_insert(FakeInstance {
+                plan: None,
+                running: false,
+                paused: false,
+                starts: 0,
+            });
+        Ok(())
+    }
+    fn start(
+        &self,
+        plan: &himmel_compute::host::InstancePlan,
+    ) -> Result<himmel_compute::host::HostStatus, String> {
+        if self.fail_start.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the guest could not boot".into());
+        }
+        let mut all = self.instances.lock().unwrap();
+        let i = all.get_mut(&plan.id).ok_or("not prepared")?;
+        if !i.running {
+            i.starts += 1;
+        }
+        i.plan = Some(plan.clone());
+        i.running = true;
+        Ok(himmel_compute::host::HostStatus { running: true })
+    }
+    fn stop(&self, id: &str, _graceful: std::time::Duration) -> Result<(), String> {
+        if let Some(i) = self.instances.lock().unwrap().get_mut(id) {
+            i.running = false;
+            i.paused = false;
+        }
+        Ok(())
+    }
+    fn reboot(
+        &self,
+        plan: &himmel_compute::host::InstancePlan,
+        _hard: bool,
+    ) -> Result<himmel_compute::host::HostStatus, String> {
+        self.stop(&plan.id, std::time::Duration::ZERO)?;
+        self.start(plan)
+    }
+    fn pause(&self, id: &str) -> Result<(), String> {
+        let mut all = self.instances.lock().unwrap();
+        all.get_mut(id).ok_or("no such instance")?.paused = true;
+        Ok(())
+    }
+    fn unpause(&self, id: &str) -> Result<(), String> {
+        let mut all = self.instances.lock().unwrap();
+        all.get_mut(id).ok_or("no such instance")?.paused = false;
+        Ok(())
+    }
+    fn status(&self, id: &str) -> Result<himmel_compute::host::HostStatus, String> {
+        let running = self
+            .instances
+            .lock()
+            .unwrap()
+            .get(id)
+            .is_some_and(|i| i.running);
+        Ok(himmel_compute::host::HostStatus { running })
+    }
+    fn console_output(&self, id: &str, tail_lines: Option<usize>) -> Result<String, String> {
+        let lines: Vec<String> = (1..=5)
+            .map(|n| format!("console of {id} line {n}"))
+            .collect();
+        let keep = tail_lines.unwrap_or(lines.len()).min(lines.len());
+        Ok(lines[lines.len() - keep..].join("\n"))
+    }
+    fn remove(&self, id: &str) -> Result<(), String> {
+        self.instances.lock().unwrap().remove(id);
+        Ok(())
+    }
+    fn list(&self) -> Result<Vec<String>, String> {
+        Ok(self.instances.lock().unwrap().keys().cloned().collect())
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum Engine {
     Sqlite,
@@ -31,6 +193,7 @@ pub struct Region {
     pub identity: Identity,
     pub network: himmel_network::NetworkService,
     pub compute: himmel_compute::ComputeService,
+    pub host: Arc<FakeHost>,
     pub admin: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -84,12 +247,23 @@ impl Region {
         .unwrap();
         let network = himmel_network::NetworkService::new(db.clone());
         himmel_compute::bootstrap::seed_flavors(&db).await.unwrap();
+        let host = Arc::new(FakeHost::default());
         let compute = himmel_compute::ComputeService::new(
             db.clone(),
             network.clone(),
             himmel_compute::ComputeConfig {
                 host: "testhost".into(),
                 state_dir: dir.path().join("compute"),
+            },
+        )
+        .with_images(Arc::new(FakeImages))
+        .with_hypervisor(host.clone());
+        himmel_compute::reconcile::spawn(
+            compute.clone(),
+            himmel_compute::reconcile::ReconcileConfig {
+                wait_for_ports: false,
+                interval: std::time::Duration::from_millis(200),
+                ..Default::default()
             },
         );
         let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(NullSink));
@@ -112,6 +286,7 @@ impl Region {
             identity,
             network,
             compute,
+            host,
             admin,
             http,
             _dir: dir,

@@ -1,0 +1,686 @@
+//! Servers over HTTP with an in-memory hypervisor: create to ACTIVE, the
+//! lifecycle actions, metadata and interfaces, and that bad input and
+//! failed builds leave nothing behind. SQLite and PostgreSQL.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{Member, Region, BIG_IMAGE, DISK_IMAGE, KERNEL_IMAGE, QUEUED_IMAGE};
+
+/// A network with one IPv4 subnet in the member's project; returns its id.
+async fn network(r: &Region, m: &Member, name: &str, cidr: &str) -> String {
+    let (status, net) = r
+        .net(
+            "POST",
+            "/networks",
+            &m.token,
+            Some(json!({"network": {"name": name}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{net}");
+    let id = net["network"]["id"].as_str().unwrap().to_string();
+    let (status, sub) = r
+        .net(
+            "POST",
+            "/subnets",
+            &m.token,
+            Some(json!({"subnet": {"network_id": id, "ip_version": 4, "cidr": cidr}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{sub}");
+    id
+}
+
+async fn flavor(r: &Region, name: &str, vcpus: u32, ram: u64) -> String {
+    let (status, v) = r
+        .call(
+            "POST",
+            "/flavors",
+            &r.admin,
+            Some(json!({"flavor": {"name": name, "ram": ram, "vcpus": vcpus, "disk": 1}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["flavor"]["id"].as_str().unwrap().to_string()
+}
+
+async fn create(r: &Region, token: &str, body: Value) -> (u16, Value) {
+    r.call("POST", "/servers", token, Some(json!({ "server": body })))
+        .await
+}
+
+async fn wait_status(r: &Region, token: &str, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
+        assert_eq!(status, 200, "{v}");
+        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
+            return v["server"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {id} never reached {want}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_gone(r: &Region, token: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = r.call("GET", &format!("/servers/{id}"), token, None).await;
+        if status == 404 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server {id} was never deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ports_of(r: &Region, device_id: &str) -> Vec<Value> {
+    let (status, v) = r.net("GET", "/ports", &r.admin, None).await;
+    assert_eq!(status, 200);
+    v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["device_id"] == device_id)
+        .cloned()
+        .collect()
+}
+
+async fn action(r: &Region, token: &str, id: &str, body: Value) -> (u16, Value) {
+    r.call("POST", &format!("/servers/{id}/action"), token, Some(body))
+        .await
+}
+
+on_both_engines!(server_lifecycle, |r: Region| async move {
+    let m = r.member("life", "member").await;
+    let net = network(&r, &m, "life-net", "10.20.0.0/24").await;
+    let small = flavor(&r, "life-small", 1, 256).await;
+    let big = flavor(&r, "life-big", 2, 512).await;
+    let (status, created) = create(
+        &r,
+        &m.token,
+        json!({"name": "web-1", "imageRef": DISK_IMAGE, "flavorRef": small,
+               "networks": [{"uuid": net}], "metadata": {"role": "web"},
+               "user_data": "IyEvYmluL3NoCmVjaG8gaGk="}),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    assert!(created["server"]["adminPass"].is_string());
+    assert_eq!(created["server"]["security_groups"][0]["name"], "default");
+
+    let server = wait_status(&r, &m.token, &id, "ACTIVE").await;
+    assert_eq!(server["OS-EXT-STS:vm_state"], "active");
+    assert_eq!(server["OS-EXT-STS:power_state"], 1);
+    assert_eq!(server["metadata"]["role"], "web");
+    assert_eq!(server["flavor"]["id"], small.as_str());
+    assert_eq!(server["image"]["id"], DISK_IMAGE);
+    assert_eq!(server["OS-EXT-AZ:availability_zone"], "nova");
+    assert!(server["OS-SRV-USG:launched_at"].is_string());
+    assert!(
+        server.get("OS-EXT-SRV-ATTR:host").is_none(),
+        "host is for admins"
+    );
+    let addr = server["addresses"]["life-net"][0]["addr"].as_str().unwrap();
+    assert!(addr.starts_with("10.20.0."), "{addr}");
+    let (_, as_admin) = r
+        .call("GET", &format!("/servers/{id}"), &r.admin, None)
+        .await;
+    assert_eq!(as_admin["server"]["OS-EXT-SRV-ATTR:host"], "testhost");
+
+    // The port: made by compute, bound to this host, in the default group.
+    let ports = ports_of(&r, &id).await;
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["device_owner"], "compute:nova");
+    assert_eq!(ports[0]["binding:host_id"], "testhost");
+    assert_eq!(ports[0]["fixed_ips"][0]["ip_address"], addr);
+    // The hypervisor runs it with that port's MAC on a raw disk copy.
+    let inst = r.host.instance(&id).unwrap();
+    let plan = inst.plan.unwrap();
+    assert!(inst.running);
+    assert_eq!(plan.nics[0].1, ports[0]["mac_address"].as_str().unwrap());
+    assert_eq!(plan.memory_mib, 256);
+    match &plan.boot {
+        himmel_compute::host::BootPlan::Disk { path, format } => {
+            assert_eq!(format, "raw");
+            assert!(path.is_file());
+        }
+        other => panic!("unexpected boot {other:?}"),
+    }
+
+    // Lists, filters, paging.
+    let (status, v) = r.call("GET", "/servers", &m.token, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["servers"][0]["id"], id.as_str());
+    let (_, v) = r
+        .call("GET", "/servers/detail?name=^web", &m.token, None)
+        .await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 1);
+    let (_, v) = r
+        .call("GET", "/servers/detail?name=nomatch", &m.token, None)
+        .await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 0);
+    let (_, v) = r
+        .call("GET", "/servers?status=SHUTOFF", &m.token, None)
+        .await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 0);
+    let (_, v) = r
+        .call("GET", &format!("/servers?flavor={small}"), &m.token, None)
+        .await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 1);
+    let (status, _) = r.call("GET", "/servers?marker=nope", &m.token, None).await;
+    assert_eq!(status, 400);
+    let (status, _) = r
+        .call("GET", "/servers?all_tenants=1", &m.token, None)
+        .await;
+    assert_eq!(status, 403);
+    let (_, v) = r
+        .call("GET", "/servers?all_tenants=1", &r.admin, None)
+        .await;
+    assert!(v["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["id"] == id.as_str()));
+    // Another project does not see it.
+    let other = r.member("life-other", "member").await;
+    let (status, v) = r
+        .call("GET", &format!("/servers/{id}"), &other.token, None)
+        .await;
+    assert_eq!(status, 404);
+    assert!(v["itemNotFound"]["message"].is_string());
+    let (_, v) = r.call("GET", "/servers", &other.token, None).await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 0);
+    let (status, _) = r
+        .call("DELETE", &format!("/servers/{id}"), &other.token, None)
+        .await;
+    assert_eq!(status, 404);
+    // Readers read but do not act.
+    let reader = r.user_in("life-reader", &m.project_id, "reader").await;
+    let (status, _) = r
+        .call("GET", &format!("/servers/{id}"), &reader.token, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = action(&r, &reader.token, &id, json!({"os-stop": null})).await;
+    assert_eq!(status, 403);
+
+    // Rename.
+    let (status, v) = r
+        .call(
+            "PUT",
+            &format!("/servers/{id}"),
+            &m.token,
+            Some(json!({"server": {"name": "web-2"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["server"]["name"], "web-2");
+
+    // Stop, start, reboot, pause, unpause.
+    let (status, _) = action(&r, &m.token, &id, json!({"os-stop": null})).await;
+    assert_eq!(status, 202);
+    let s = wait_status(&r, &m.token, &id, "SHUTOFF").await;
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    assert!(!r.host.instance(&id).unwrap().running);
+    let (status, v) = action(&r, &m.token, &id, json!({"os-stop": null})).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["conflictingRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("vm_state stopped"));
+    let (status, _) = action(&r, &m.token, &id, json!({"os-start": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
+    assert!(r.host.instance(&id).unwrap().running);
+    let starts = r.host.instance(&id).unwrap().starts;
+    let (status, _) = action(&r, &m.token, &id, json!({"reboot": {"type": "HARD"}})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
+    assert_eq!(r.host.instance(&id).unwrap().starts, starts + 1);
+    let (status, _) = action(&r, &m.token, &id, json!({"reboot": {"type": "GENTLY"}})).await;
+    assert_eq!(status, 400);
+    let (status, _) = action(&r, &m.token, &id, json!({"pause": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "PAUSED").await;
+    assert!(r.host.instance(&id).unwrap().paused);
+    let (status, _) = action(&r, &m.token, &id, json!({"unpause": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
+    assert!(!r.host.instance(&id).unwrap().paused);
+
+    // Console output, the last lines when asked.
+    let (status, v) = action(
+        &r,
+        &m.token,
+        &id,
+        json!({"os-getConsoleOutput": {"length": 2}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let out = v["output"].as_str().unwrap();
+    assert_eq!(out.lines().count(), 2);
+    assert!(out.ends_with("line 5"));
+
+    // Resize and confirm; resize and revert.
+    let (status, v) = action(&r, &m.token, &id, json!({"resize": {"flavorRef": small}})).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = action(&r, &m.token, &id, json!({"resize": {"flavorRef": big}})).await;
+    assert_eq!(status, 202);
+    let s = wait_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
+    assert_eq!(s["flavor"]["id"], big.as_str());
+    assert_eq!(r.host.instance(&id).unwrap().plan.unwrap().vcpus, 2);
+    let (status, _) = action(&r, &m.token, &id, json!({"confirmResize": null})).await;
+    assert_eq!(status, 204);
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
+    let (status, _) = action(&r, &m.token, &id, json!({"resize": {"flavorRef": small}})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
+    let (status, _) = action(&r, &m.token, &id, json!({"revertResize": null})).await;
+    assert_eq!(status, 202);
+    let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
+    assert_eq!(s["flavor"]["id"], big.as_str());
+    assert_eq!(r.host.instance(&id).unwrap().plan.unwrap().vcpus, 2);
+
+    // Rebuild onto a kernel image: the qemu driver boots it directly.
+    let (status, v) = action(
+        &r,
+        &m.token,
+        &id,
+        json!({"rebuild": {"imageRef": KERNEL_IMAGE, "name": "web-3"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["server"]["name"], "web-3");
+    let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
+    assert_eq!(s["image"]["id"], KERNEL_IMAGE);
+    match r.host.instance(&id).unwrap().plan.unwrap().boot {
+        himmel_compute::host::BootPlan::Kernel { initrd, .. } => assert!(initrd.is_some()),
+        other => panic!("unexpected boot {other:?}"),
+    }
+
+    // Metadata.
+    let meta = format!("/servers/{id}/metadata");
+    let (status, v) = r
+        .call(
+            "POST",
+            &meta,
+            &m.token,
+            Some(json!({"metadata": {"tier": "1"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["metadata"], json!({"role": "web", "tier": "1"}));
+    let (status, v) = r.call("GET", &format!("{meta}/tier"), &m.token, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["meta"]["tier"], "1");
+    let (status, _) = r
+        .call("DELETE", &format!("{meta}/tier"), &m.token, None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, v) = r
+        .call(
+            "PUT",
+            &meta,
+            &m.token,
+            Some(json!({"metadata": {"only": "x"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["metadata"], json!({"only": "x"}));
+
+    // Interfaces: attach another network, detach it again.
+    let net2 = network(&r, &m, "life-net2", "10.21.0.0/24").await;
+    let (status, v) = r
+        .call(
+            "POST",
+            &format!("/servers/{id}/os-interface"),
+            &m.token,
+            Some(json!({"interfaceAttachment": {"net_id": net2}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let port2 = v["interfaceAttachment"]["port_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, v) = r
+        .call(
+            "GET",
+            &format!("/servers/{id}/os-interface"),
+            &m.token,
+            None,
+        )
+        .await;
+    assert_eq!(v["interfaceAttachments"].as_array().unwrap().len(), 2);
+    let (status, _) = r
+        .call(
+            "DELETE",
+            &format!("/servers/{id}/os-interface/{port2}"),
+            &m.token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(ports_of(&r, &id).await.len(), 1);
+
+    // Instance actions, newest first.
+    let (status, v) = r
+        .call(
+            "GET",
+            &format!("/servers/{id}/os-instance-actions"),
+            &m.token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = v["instanceActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.last(), Some(&"create"));
+    assert!(
+        actions.contains(&"resize") && actions.contains(&"rebuild") && actions.contains(&"stop")
+    );
+    let request_id = v["instanceActions"][0]["request_id"].as_str().unwrap();
+    let (status, _) = r
+        .call(
+            "GET",
+            &format!("/servers/{id}/os-instance-actions/{request_id}"),
+            &m.token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Delete: the instance, its files and its port go.
+    let (status, _) = r
+        .call("DELETE", &format!("/servers/{id}"), &m.token, None)
+        .await;
+    assert_eq!(status, 204);
+    wait_gone(&r, &m.token, &id).await;
+    assert!(r.host.instance(&id).is_none());
+    assert!(ports_of(&r, &id).await.is_empty());
+    assert!(!r
+        .compute
+        .config()
+        .state_dir
+        .join("instances")
+        .join(&id)
+        .exists());
+});
+
+on_both_engines!(bad_requests_leave_nothing_behind, |r: Region| async move {
+    let m = r.member("bad", "member").await;
+    let net = network(&r, &m, "bad-net", "10.30.0.0/29").await;
+    let small = flavor(&r, "bad-small", 1, 128).await;
+    let base = json!({"name": "x", "imageRef": DISK_IMAGE, "flavorRef": small, "networks": [{"uuid": net}]});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, want) in [
+        (with("flavorRef", json!("no-such-flavor")), 400),
+        (with("imageRef", json!("no-such-image")), 400),
+        (with("imageRef", json!(QUEUED_IMAGE)), 400),
+        (with("imageRef", json!(BIG_IMAGE)), 400),
+        (with("networks", json!([{"uuid": "no-such-net"}])), 400),
+        (with("networks", json!([{"port": "no-such-port"}])), 400),
+        (with("networks", json!("auto")), 400),
+        (with("key_name", json!("nokey")), 400),
+        (with("user_data", json!("%%% not base64")), 400),
+        (with("availability_zone", json!("elsewhere")), 400),
+        (with("name", json!("")), 400),
+        (with("min_count", json!(0)), 400),
+        (with("metadata", json!({"k": 1})), 400),
+        (
+            with("security_groups", json!([{"name": "no-such-group"}])),
+            400,
+        ),
+        (
+            with(
+                "block_device_mapping_v2",
+                json!([{"source_type": "volume", "destination_type": "volume", "uuid": "v"}]),
+            ),
+            400,
+        ),
+        (with("colour", json!("red")), 400),
+        (with("availability_zone", json!("nova:testhost")), 403),
+    ] {
+        let (status, v) = create(&r, &m.token, body.clone()).await;
+        assert_eq!(status, want, "{body} -> {v}");
+        let key = if want == 400 {
+            "badRequest"
+        } else {
+            "forbidden"
+        };
+        assert!(v[key]["message"].is_string(), "{v}");
+    }
+    // Another project's network is not found.
+    let other = r.member("bad-other", "member").await;
+    let (status, _) = create(&r, &other.token, base.clone()).await;
+    assert_eq!(status, 400);
+
+    // A /29 has 5 usable addresses after the gateway and DHCP: the sixth
+    // server finds none, and what its request made is gone again.
+    let mut made = Vec::new();
+    loop {
+        let (status, v) = create(&r, &m.token, base.clone()).await;
+        if status != 202 {
+            assert_eq!(status, 409, "{v}");
+            assert!(v["conflictingRequest"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("No more IP addresses"));
+            break;
+        }
+        made.push(v["server"]["id"].as_str().unwrap().to_string());
+        assert!(made.len() < 10, "the subnet never ran out");
+    }
+    let (_, v) = r.call("GET", "/servers", &m.token, None).await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), made.len());
+    let (_, ports) = r.net("GET", "/ports", &m.token, None).await;
+    let compute_ports = ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["device_owner"] == "compute:nova")
+        .count();
+    assert_eq!(compute_ports, made.len());
+
+    // Quota: instances, then cores.
+    let (status, _) = r
+        .call(
+            "PUT",
+            &format!("/os-quota-sets/{}", m.project_id),
+            &r.admin,
+            Some(json!({"quota_set": {"instances": made.len()}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for id in &made {
+        let (status, _) = r
+            .call("DELETE", &format!("/servers/{id}"), &m.token, None)
+            .await;
+        assert_eq!(status, 204);
+    }
+    for id in &made {
+        wait_gone(&r, &m.token, id).await;
+    }
+    let (status, v) = create(&r, &m.token, with("max_count", json!(made.len() + 1))).await;
+    assert_eq!(status, 202, "{v}");
+    let (_, v) = r.call("GET", "/servers", &m.token, None).await;
+    assert_eq!(
+        v["servers"].as_array().unwrap().len(),
+        made.len(),
+        "max_count is cut to the quota"
+    );
+    let (status, v) = create(&r, &m.token, base.clone()).await;
+    assert_eq!(status, 403, "{v}");
+    assert!(v["forbidden"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Quota exceeded for instances"));
+    let (_, limits) = r.call("GET", "/limits", &m.token, None).await;
+    assert_eq!(
+        limits["limits"]["absolute"]["totalInstancesUsed"],
+        made.len()
+    );
+});
+
+on_both_engines!(
+    failed_builds_say_why_and_leak_nothing,
+    |r: Region| async move {
+        let m = r.member("fail", "member").await;
+        let net = network(&r, &m, "fail-net", "10.40.0.0/24").await;
+        let small = flavor(&r, "fail-small", 1, 128).await;
+        r.host
+            .fail_start
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let (status, v) = create(
+        &r,
+        &m.token,
+        json!({"name": "doomed", "imageRef": DISK_IMAGE, "flavorRef": small, "networks": [{"uuid": net}]}),
+    )
+    .await;
+        assert_eq!(status, 202, "{v}");
+        let id = v["server"]["id"].as_str().unwrap().to_string();
+        let s = wait_status(&r, &m.token, &id, "ERROR").await;
+        assert!(
+            s["fault"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("could not boot"),
+            "{s}"
+        );
+        assert_eq!(s["fault"]["code"], 500);
+        assert!(
+            ports_of(&r, &id).await.is_empty(),
+            "the ports of a failed build are gone"
+        );
+        assert!(r.host.instance(&id).is_none());
+        r.host
+            .fail_start
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let (status, _) = action(&r, &m.token, &id, json!({"os-start": null})).await;
+        assert_eq!(status, 409);
+        let (status, _) = r
+            .call("DELETE", &format!("/servers/{id}"), &m.token, None)
+            .await;
+        assert_eq!(status, 204);
+        wait_gone(&r, &m.token, &id).await;
+
+        // An instance the host runs but nobody wants is removed; a wanted one
+        // the host lost (a restart) is started again.
+        use himmel_compute::host::Host;
+        r.host.prepare("stray").unwrap();
+        let (status, v) = create(
+        &r,
+        &m.token,
+        json!({"name": "keeper", "imageRef": DISK_IMAGE, "flavorRef": small, "networks": [{"uuid": net}]}),
+    )
+    .await;
+        assert_eq!(status, 202);
+        let keeper = v["server"]["id"].as_str().unwrap().to_string();
+        wait_status(&r, &m.token, &keeper, "ACTIVE").await;
+        r.host.stop(&keeper, Duration::ZERO).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while r.host.instance("stray").is_some() || !r.host.instance(&keeper).unwrap().running {
+            assert!(Instant::now() < deadline, "the reconciler did not converge");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+);
+
+on_both_engines!(guest_metadata, |r: Region| async move {
+    use himmel_network::metadata::InstanceMetadata;
+    let m = r.member("meta", "member").await;
+    let net = network(&r, &m, "meta-net", "10.50.0.0/24").await;
+    let small = flavor(&r, "meta-small", 1, 128).await;
+    let (status, key) = r
+        .call(
+            "POST",
+            "/os-keypairs",
+            &m.token,
+            Some(json!({"keypair": {"name": "mykey"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let public_key = key["keypair"]["public_key"].as_str().unwrap().to_string();
+    let (status, v) = create(
+        &r,
+        &m.token,
+        json!({"name": "Meta Server", "imageRef": DISK_IMAGE, "flavorRef": small,
+               "networks": [{"uuid": net}], "key_name": "mykey", "metadata": {"a": "b"},
+               "user_data": "aGVsbG8gZ3Vlc3QK"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
+    let ip = s["addresses"]["meta-net"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = ports_of(&r, &id).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let md = himmel_compute::metadata::GuestMetadata::new(r.compute.clone());
+    let get = |path: &'static str| {
+        let (md, id, port) = (&md, id.clone(), port.clone());
+        async move { md.answer(&id, &port, path).await }
+    };
+    let meta = get("/openstack/latest/meta_data.json").await.unwrap();
+    let meta: Value = serde_json::from_slice(&meta.body).unwrap();
+    assert_eq!(meta["uuid"], id.as_str());
+    assert_eq!(meta["name"], "Meta Server");
+    assert_eq!(meta["hostname"], "meta-server");
+    assert_eq!(meta["project_id"], m.project_id.as_str());
+    assert_eq!(meta["public_keys"]["mykey"], public_key.as_str());
+    assert_eq!(meta["meta"]["a"], "b");
+    assert_eq!(meta["availability_zone"], "nova");
+    let nd = get("/openstack/latest/network_data.json").await.unwrap();
+    let nd: Value = serde_json::from_slice(&nd.body).unwrap();
+    assert_eq!(nd["networks"][0]["ip_address"], ip.as_str());
+    assert_eq!(nd["networks"][0]["type"], "ipv4_dhcp");
+    assert_eq!(
+        get("/openstack/latest/user_data").await.unwrap().body,
+        b"hello guest\n"
+    );
+    assert!(String::from_utf8(get("/openstack").await.unwrap().body)
+        .unwrap()
+        .contains("latest"));
+    assert_eq!(
+        get("/latest/meta-data/instance-id").await.unwrap().body,
+        id.as_bytes()
+    );
+    assert_eq!(
+        get("/latest/meta-data/local-ipv4").await.unwrap().body,
+        ip.as_bytes()
+    );
+    assert_eq!(
+        get("/latest/meta-data/public-keys/").await.unwrap().body,
+        b"0=mykey"
+    );
+    assert_eq!(
+        get("/latest/meta-data/public-keys/0/openssh-key")
+            .await
+            .unwrap()
+            .body,
+        public_key.as_bytes()
+    );
+    assert!(get("/latest/meta-data/nothing-here").await.is_none());
+    // Another port does not speak for this server.
+    assert!(md
+        .answer(&id, "some-other-port", "/openstack/latest/meta_data.json")
+        .await
+        .is_none());
+});
