@@ -63,3 +63,106 @@ pub trait Host: Send + Sync + 'static {
     /// Instances this host has state for.
     fn list(&self) -> Result<Vec<String>, String>;
 }
+
+/// This host's hypervisor drivers (qemu and namespace instances).
+impl Host for himmel_agent::hypervisor::Hypervisor {
+    fn prepare(&self, id: &str) -> Result<(), String> {
+        himmel_agent::hypervisor::Hypervisor::prepare(self, id).map_err(|e| e.to_string())
+    }
+
+    fn start(&self, plan: &InstancePlan) -> Result<HostStatus, String> {
+        let spec = spec(plan)?;
+        himmel_agent::hypervisor::Hypervisor::start(self, &spec)
+            .map(|s| HostStatus { running: s.running })
+            .map_err(|e| e.to_string())
+    }
+
+    fn stop(&self, id: &str, graceful: Duration) -> Result<(), String> {
+        himmel_agent::hypervisor::Hypervisor::stop(self, id, graceful).map_err(|e| e.to_string())
+    }
+
+    fn reboot(&self, plan: &InstancePlan, hard: bool) -> Result<HostStatus, String> {
+        let spec = spec(plan)?;
+        himmel_agent::hypervisor::Hypervisor::reboot(self, &spec, hard)
+            .map(|s| HostStatus { running: s.running })
+            .map_err(|e| e.to_string())
+    }
+
+    fn pause(&self, id: &str) -> Result<(), String> {
+        himmel_agent::hypervisor::Hypervisor::pause(self, id).map_err(|e| e.to_string())
+    }
+
+    fn unpause(&self, id: &str) -> Result<(), String> {
+        himmel_agent::hypervisor::Hypervisor::unpause(self, id).map_err(|e| e.to_string())
+    }
+
+    fn status(&self, id: &str) -> Result<HostStatus, String> {
+        himmel_agent::hypervisor::Hypervisor::status(self, id)
+            .map(|s| HostStatus { running: s.running })
+            .map_err(|e| e.to_string())
+    }
+
+    fn console_output(&self, id: &str, tail_lines: Option<usize>) -> Result<String, String> {
+        himmel_agent::hypervisor::Hypervisor::console_output(self, id, tail_lines)
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, id: &str) -> Result<(), String> {
+        himmel_agent::hypervisor::Hypervisor::remove(self, id).map_err(|e| e.to_string())
+    }
+
+    fn list(&self) -> Result<Vec<String>, String> {
+        himmel_agent::hypervisor::Hypervisor::list(self).map_err(|e| e.to_string())
+    }
+}
+
+fn spec(plan: &InstancePlan) -> Result<himmel_agent::hypervisor::InstanceSpec, String> {
+    use himmel_agent::hypervisor::{Boot, DiskFormat, Driver, InstanceSpec, Nic};
+    let boot = match &plan.boot {
+        BootPlan::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => Boot::Kernel {
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            cmdline: cmdline.clone(),
+        },
+        BootPlan::Disk { path, format } => Boot::Disk {
+            path: path.clone(),
+            format: match format.as_str() {
+                "qcow2" => DiskFormat::Qcow2,
+                "raw" => DiskFormat::Raw,
+                other => return Err(format!("unsupported disk format {other}")),
+            },
+        },
+        BootPlan::RootFs { initrd } => Boot::RootFs {
+            initrd: initrd.clone(),
+        },
+    };
+    let nics = plan
+        .nics
+        .iter()
+        .map(|(port_id, mac)| {
+            Ok(Nic {
+                port_id: port_id.clone(),
+                mac: mac
+                    .parse()
+                    .map_err(|_| format!("port {port_id} has an invalid MAC {mac}"))?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(InstanceSpec {
+        id: plan.id.clone(),
+        driver: match plan.driver {
+            DriverKind::Qemu => Driver::Qemu,
+            DriverKind::Namespace => Driver::Namespace,
+        },
+        vcpus: plan.vcpus,
+        memory_mib: plan.memory_mib,
+        boot,
+        nics,
+        config_drive: plan.config_drive.clone(),
+        hostname: plan.hostname.clone(),
+    })
+}

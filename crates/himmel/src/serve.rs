@@ -199,6 +199,10 @@ async fn start_compute(
         },
     )
     .with_images(Arc::new(images.clone()));
+    let compute = match hypervisor(s).await {
+        Some(hv) => compute.with_hypervisor(hv),
+        None => compute,
+    };
     network.set_instance_metadata(Arc::new(himmel_compute::metadata::GuestMetadata::new(
         compute.clone(),
     )));
@@ -222,6 +226,40 @@ async fn register_image_endpoint(db: &himmel_db::Db, s: &Settings) -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("registering the image endpoint: {e}"))?;
     tx.commit().await?;
     Ok(())
+}
+
+/// This host's hypervisor, when the host can run instances: only with the
+/// network dataplane on (instances live in namespaces it plugs ports into).
+async fn hypervisor(s: &Settings) -> Option<Arc<dyn himmel_compute::host::Host>> {
+    if !s.dataplane.enabled {
+        tracing::info!("compute: no instances on this host: the network dataplane is off");
+        return None;
+    }
+    if let Err(missing) = himmel_agent::host::can_run() {
+        tracing::info!("compute: no instances on this host: {missing}");
+        return None;
+    }
+    let prefix = s.dataplane.prefix.clone();
+    let state_dir = s.data_dir.join("compute").join("hypervisor");
+    // The KVM probe runs a guest briefly.
+    let made = tokio::task::spawn_blocking(move || {
+        himmel_agent::hypervisor::Hypervisor::new(&prefix, state_dir)
+    })
+    .await;
+    match made {
+        Ok(Ok(hv)) => {
+            tracing::info!(kvm = hv.kvm(), "compute: hypervisor ready");
+            Some(Arc::new(hv))
+        }
+        Ok(Err(e)) => {
+            tracing::error!("compute: no instances on this host: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("compute: no instances on this host: {e}");
+            None
+        }
+    }
 }
 
 /// The Key Manager's catalog entry (idempotent, so a changed public URL is
