@@ -482,3 +482,32 @@ on_both_engines!(quotas_limits_and_zones, |r: support::Region| async move {
             .unwrap()
     );
 });
+
+on_both_engines!(
+    hypervisors_and_services_for_admins,
+    |r: support::Region| async move {
+        let m = r.member("hosts", "member").await;
+        let (status, _) = r.call("GET", "/os-hypervisors", &m.token, None).await;
+        assert_eq!(status, 403);
+        let (status, v) = r
+            .call("GET", "/os-hypervisors/detail", &r.admin, None)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let hv = &v["hypervisors"][0];
+        assert_eq!(hv["hypervisor_hostname"], "testhost");
+        assert_eq!(hv["state"], "up");
+        assert!(hv["vcpus"].as_u64().unwrap() >= 1);
+        assert!(hv["memory_mb"].as_u64().unwrap() > 0);
+        assert_eq!(hv["running_vms"], 0);
+        let (status, _) = r.call("GET", "/os-hypervisors/1", &r.admin, None).await;
+        assert_eq!(status, 200);
+        let (status, _) = r.call("GET", "/os-hypervisors/7", &r.admin, None).await;
+        assert_eq!(status, 404);
+        let (status, v) = r.call("GET", "/os-services", &r.admin, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(v["services"][0]["binary"], "nova-compute");
+        assert_eq!(v["services"][0]["host"], "testhost");
+        let (status, _) = r.call("GET", "/os-services", &m.token, None).await;
+        assert_eq!(status, 403);
+    }
+);

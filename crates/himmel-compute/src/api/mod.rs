@@ -2,6 +2,7 @@
 //! [`crate::PATH_PREFIX`]`/v2.1`, behind the microversion negotiation.
 
 mod flavors;
+mod hosts;
 mod keypairs;
 pub mod microversion;
 mod quotas;
@@ -32,7 +33,8 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
         .merge(zones::routes(p))
         .merge(servers::routes(p))
         .merge(server_actions::routes(p))
-        .merge(server_extras::routes(p));
+        .merge(server_extras::routes(p))
+        .merge(hosts::routes(p));
     let api = Router::new()
         .route("/", p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions))
         .route(
