@@ -173,8 +173,9 @@ async fn register_network_endpoint(db: &himmel_db::Db, s: &Settings) -> anyhow::
     Ok(())
 }
 
-/// The compute service: its standard flavors, its catalog entry and the
-/// reconciler that runs this host's instances.
+/// The compute service: its standard flavors, its and placement's catalog
+/// entries, this host as a resource provider, and the reconciler that runs
+/// this host's instances.
 async fn start_compute(
     s: &Settings,
     db: &himmel_db::Db,
@@ -189,7 +190,22 @@ async fn start_compute(
     himmel_identity::bootstrap::ensure_service(&mut tx, "compute", "nova", &s.region, &url)
         .await
         .map_err(|e| anyhow::anyhow!("registering the compute endpoint: {e}"))?;
+    let placement_url = format!("{}{}", s.public_url, himmel_compute::placement::PATH_PREFIX);
+    himmel_identity::bootstrap::ensure_service(
+        &mut tx,
+        "placement",
+        "placement",
+        &s.region,
+        &placement_url,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("registering the placement endpoint: {e}"))?;
     tx.commit().await?;
+    // This host is a resource provider with the machine's CPUs, RAM and disk.
+    let inventory = himmel_compute::placement::host_inventory(&s.data_dir);
+    himmel_compute::placement::register_host(db, &s.dataplane.host_name, &inventory)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering this host with placement: {e}"))?;
     let compute = himmel_compute::ComputeService::new(
         db.clone(),
         network.clone(),

@@ -47,7 +47,7 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
         )
         .nest("/v2.1", v21)
         .fallback(p.on(&SERVICE, &UNKNOWN_PATH, any_method(), unknown_path))
-        .with_state(service)
+        .with_state(service.clone())
         .layer(axum::middleware::from_fn(microversion::negotiate));
     // The nested "/" answers `/compute`; `/compute/` needs its own route.
     Router::new()
@@ -56,6 +56,7 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
             p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions),
         )
         .nest(crate::PATH_PREFIX, api)
+        .merge(crate::placement::routes(p, service))
 }
 
 fn any_method() -> MethodFilter {
