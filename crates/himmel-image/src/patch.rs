@@ -18,7 +18,7 @@ pub const PATCH_MEDIA_TYPES: &[&str] = &[
 fn forbidden_attribute(key: &str) -> Option<Error> {
     if model::READ_ONLY.contains(&key) {
         Some(Error::Forbidden(format!("Attribute '{key}' is read-only.")))
-    } else if model::RESERVED.contains(&key) {
+    } else if model::RESERVED.contains(&key) || key.starts_with("os_glance") {
         Some(Error::Forbidden(format!("Attribute '{key}' is reserved.")))
     } else {
         None
@@ -242,6 +242,13 @@ mod tests {
             status(apply(
                 &mut i,
                 &json!([{"op": "replace", "path": "/status", "value": "active"}])
+            )),
+            403
+        );
+        assert_eq!(
+            status(apply(
+                &mut i,
+                &json!([{"op": "add", "path": "/os_glance_import_task", "value": "x"}])
             )),
             403
         );

@@ -156,18 +156,15 @@ pub async fn candidates(db: &Db, project: Option<&str>, all: bool) -> Result<Vec
         )
     };
     let project = project.unwrap_or_default();
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM images {where_images}"))
-        .bind(project)
-        .fetch_all(db.pool())
-        .await
-        .map_err(db_err)?;
-    let tag_rows = sqlx::query(&format!(
-        "SELECT image_id, tag FROM image_tags {where_tags}"
-    ))
-    .bind(project)
-    .fetch_all(db.pool())
-    .await
-    .map_err(db_err)?;
+    let images_sql = format!("SELECT {COLUMNS} FROM images {where_images}");
+    let tags_sql = format!("SELECT image_id, tag FROM image_tags {where_tags}");
+    let (mut images_q, mut tags_q) = (sqlx::query(&images_sql), sqlx::query(&tags_sql));
+    if !all {
+        images_q = images_q.bind(project);
+        tags_q = tags_q.bind(project);
+    }
+    let rows = images_q.fetch_all(db.pool()).await.map_err(db_err)?;
+    let tag_rows = tags_q.fetch_all(db.pool()).await.map_err(db_err)?;
     let mut tags: HashMap<String, Vec<String>> = HashMap::new();
     for r in &tag_rows {
         tags.entry(r.get("image_id"))

@@ -164,3 +164,63 @@ on_both_engines!(
     snapshots,
     snapshots_become_active_private_images_of_the_callers_project
 );
+
+async fn a_restart_removes_orphans_and_reopens_interrupted_uploads(r: support::Region) {
+    let alice = r.member("alice", "member").await;
+    let kept = r
+        .create_image(
+            &alice.token,
+            json!({"name": "kept", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let kept = kept["id"].as_str().unwrap();
+    r.upload(kept, &alice.token, b"kept data".to_vec()).await;
+    let interrupted = r
+        .create_image(
+            &alice.token,
+            json!({"name": "interrupted", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .await;
+    let interrupted = interrupted["id"].as_str().unwrap();
+    // As left by a crash: an upload in flight, a data file written but
+    // never committed, a temporary file.
+    himmel_db::sqlx::query("UPDATE images SET status = 'saving' WHERE id = $1")
+        .bind(interrupted)
+        .execute(r.images.db().pool())
+        .await
+        .unwrap();
+    let images = r.dir.path().join("images");
+    std::fs::create_dir_all(images.join("ab")).unwrap();
+    std::fs::write(images.join("ab/ab0123"), b"orphan").unwrap();
+    std::fs::write(images.join("tmp/cd4567"), b"partial").unwrap();
+
+    let reopened = himmel_image::ImageService::open(
+        r.images.db().clone(),
+        r.keyring.clone(),
+        r.dir.path(),
+        support::MAX_IMAGE_SIZE,
+    )
+    .await
+    .unwrap();
+    assert!(!images.join("ab/ab0123").exists());
+    assert!(!images.join("tmp/cd4567").exists());
+    let dest = r.dir.path().join("kept.raw");
+    reopened.copy_data_to(kept, &dest).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"kept data");
+    let (_, v) = r
+        .call(
+            "GET",
+            &format!("/v2/images/{interrupted}"),
+            &alice.token,
+            None,
+        )
+        .await;
+    assert_eq!(v["status"], "queued", "{v}");
+    r.upload(interrupted, &alice.token, b"retried".to_vec())
+        .await;
+}
+
+on_both_engines!(
+    restart,
+    a_restart_removes_orphans_and_reopens_interrupted_uploads
+);

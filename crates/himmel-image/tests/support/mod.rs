@@ -33,6 +33,7 @@ pub struct Region {
     pub url: String,
     pub identity: Identity,
     pub images: himmel_image::ImageService,
+    pub keyring: himmel_kms::Keyring,
     pub admin: String,
     pub admin_project: String,
     pub http: reqwest::Client,
@@ -106,10 +107,14 @@ impl Region {
             std::time::Duration::from_secs(60),
             None,
         );
-        let images =
-            himmel_image::ImageService::open(db.clone(), keyring, dir.path(), MAX_IMAGE_SIZE)
-                .await
-                .unwrap();
+        let images = himmel_image::ImageService::open(
+            db.clone(),
+            keyring.clone(),
+            dir.path(),
+            MAX_IMAGE_SIZE,
+        )
+        .await
+        .unwrap();
         let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(NullSink));
         let app = himmel_identity::routes(&pipeline, identity.clone())
             .merge(himmel_image::routes(&pipeline, images.clone()))
@@ -135,6 +140,7 @@ impl Region {
             url,
             identity,
             images,
+            keyring,
             admin,
             admin_project,
             http,
