@@ -2,6 +2,10 @@
 //! into the network's bridge, in static mode (it answers only the ports it knows, each with its
 //! fixed IP, the subnet's gateway as default route, and the port's DNS name).
 //!
+//! The ports are not in the configuration but in two files dnsmasq re-reads on SIGHUP (its
+//! `dhcp-hostsfile` and `addn-hosts`), so a port coming or going costs a signal, not a restart;
+//! only a change of the network's subnets restarts dnsmasq.
+//!
 //! Metadata the way Neutron's isolated metadata does it: the namespace's interface also holds
 //! [`METADATA_IP`], and every DHCPv4 subnet hands out classless static routes (option 121) with
 //! a host route to it through the DHCP port's address, the subnet's host routes and the
@@ -88,11 +92,13 @@ fn hostname(port: &Port, ip: &IpAddr) -> String {
 }
 
 /// The dnsmasq configuration for a network; a change restarts dnsmasq.
-pub fn config(network: &Network, ports: &[&Port], dir: &Path) -> String {
+pub fn config(network: &Network, dir: &Path) -> String {
     let mut c = String::from("# written by the himmel dataplane; rewritten on every change\n");
     let _ = writeln!(c, "no-hosts\nno-resolv\nleasefile-ro\nbind-interfaces");
     let _ = writeln!(c, "interface={DHCP_INNER}\nexcept-interface=lo");
     let _ = writeln!(c, "pid-file={}", dir.join("pid").display());
+    let _ = writeln!(c, "dhcp-hostsfile={}", dir.join(DHCP_HOSTS).display());
+    let _ = writeln!(c, "addn-hosts={}", dir.join(DNS_HOSTS).display());
     for (i, subnet) in network.subnets.iter().enumerate() {
         if !subnet.dhcp {
             continue;
@@ -153,15 +159,43 @@ pub fn config(network: &Network, ports: &[&Port], dir: &Path) -> String {
                 routes.join(",")
             );
         }
+    }
+    c
+}
+
+/// The file of DHCP hosts (`mac,ip,name` per address).
+const DHCP_HOSTS: &str = "dhcp-hosts";
+/// The file of DNS names (`ip name` per address).
+const DNS_HOSTS: &str = "dns-hosts";
+
+/// The contents of the DHCP hosts file and the DNS hosts file: each port's addresses on the
+/// network's DHCPv4 subnets.
+pub fn hosts(network: &Network, ports: &[&Port]) -> (String, String) {
+    let (mut dhcp, mut dns) = (String::new(), String::new());
+    for subnet in network
+        .subnets
+        .iter()
+        .filter(|s| s.dhcp && s.cidr.addr().is_ipv4())
+    {
         for port in ports {
             for ip in port.ips.iter().filter(|ip| subnet.cidr.contains(*ip)) {
                 let name = hostname(port, ip);
-                let _ = writeln!(c, "dhcp-host={},{ip},{name}", port.mac);
-                let _ = writeln!(c, "host-record={name},{ip}");
+                let _ = writeln!(dhcp, "{},{ip},{name}", port.mac);
+                let _ = writeln!(dns, "{ip} {name}");
             }
         }
     }
-    c
+    (dhcp, dns)
+}
+
+/// Writes `contents` to `path` unless it already holds them; true when it wrote.
+fn write_if_changed(path: &Path, contents: &str) -> Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    std::fs::write(path, contents)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(true)
 }
 
 /// Makes the network's DHCP namespace, veth and dnsmasq match the desired state.
@@ -180,10 +214,18 @@ pub fn ensure(names: &Names, base: &Path, network: &Network, ports: &[&Port]) ->
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let conf_path = dir.join("dnsmasq.conf");
-    let conf = config(network, ports, &dir);
+    let conf = config(network, &dir);
+    let (dhcp_hosts, dns_hosts) = hosts(network, ports);
     let same_conf = std::fs::read_to_string(&conf_path).is_ok_and(|old| old == conf);
     let running = running_pid(&dir, &netns);
-    if same_conf && running.is_some() {
+    let hosts_changed = write_if_changed(&dir.join(DHCP_HOSTS), &dhcp_hosts)?
+        | write_if_changed(&dir.join(DNS_HOSTS), &dns_hosts)?;
+    if let (true, Some(pid)) = (same_conf, running) {
+        if hosts_changed {
+            // SAFETY: kill(2) with the pid of our dnsmasq (checked by running_pid just now);
+            // SIGHUP makes it re-read both hosts files.
+            unsafe { libc::kill(pid, libc::SIGHUP) };
+        }
         return Ok(());
     }
     if let Some(pid) = pid_of(&dir) {
@@ -305,7 +347,7 @@ mod tests {
             nexthop: "10.0.0.9".parse().unwrap(),
         };
         let net = network(Some("10.0.0.1"), vec![route]);
-        let conf = config(&net, &[], Path::new("/state"));
+        let conf = config(&net, Path::new("/state"));
         assert_eq!(
             classless_routes(&conf),
             "169.254.169.254/32,10.0.0.2,192.168.7.0/24,10.0.0.9,0.0.0.0/0,10.0.0.1"
@@ -319,7 +361,7 @@ mod tests {
 
     #[test]
     fn without_a_gateway_only_metadata_is_routed() {
-        let conf = config(&network(None, vec![]), &[], Path::new("/state"));
+        let conf = config(&network(None, vec![]), Path::new("/state"));
         assert_eq!(classless_routes(&conf), "169.254.169.254/32,10.0.0.2");
     }
 }

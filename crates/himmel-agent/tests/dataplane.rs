@@ -88,6 +88,61 @@ fn a_plugged_port_gets_its_address_and_default_route_by_dhcp() {
     assert!(dhcp_lease(&lab, &vm), "still serves leases");
 }
 
+/// The pid of the dnsmasq serving `network` (from its pid file).
+fn dnsmasq_pid(lab: &Lab, network: &Network) -> String {
+    let file = lab.state_dir().join("dhcp").join(&network.id).join("pid");
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_port_added_later_is_served_after_a_reload_not_a_restart() {
+    if skip("dhcp reload") {
+        return;
+    }
+    let mut lab = Lab::new("d2");
+    let (vm1, vm2) = (lab.vm("vm1"), lab.vm("vm2"));
+    let net = tenant_network(102, "10.62.0.0/24");
+    let first = port(&net, "10.62.0.10", &vm1);
+    let mut desired = DesiredDataplane {
+        networks: vec![net.clone()],
+        ports: vec![first],
+        routers: vec![],
+    };
+    lab.ensure(&desired);
+    assert!(dhcp_lease(&lab, &vm1), "the first port got a lease");
+    let pid = dnsmasq_pid(&lab, &net);
+    assert!(!pid.is_empty(), "dnsmasq runs");
+
+    let mut second = port(&net, "10.62.0.11", &vm2);
+    second.dns_name = Some("later".into());
+    desired.ports.push(second.clone());
+    let report = lab.ensure(&desired);
+    assert!(report.active_ports.contains(&second.id));
+    assert_eq!(dnsmasq_pid(&lab, &net), pid, "dnsmasq was not restarted");
+    assert!(dhcp_lease(&lab, &vm2), "the later port got its lease");
+    let addr = sh(&["ip", "-n", &vm2, "-4", "addr", "show", "dev", "eth0"]);
+    assert!(addr.contains("10.62.0.11/24"), "its fixed IP: {addr}");
+    let answer = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &vm2,
+            "busybox",
+            "nslookup",
+            "later",
+            "10.62.0.2",
+        ])
+        .output()
+        .expect("nslookup");
+    assert!(
+        String::from_utf8_lossy(&answer.stdout).contains("10.62.0.11"),
+        "its DNS name resolves after the reload"
+    );
+}
+
 #[test]
 fn ports_on_one_network_talk_and_unconnected_networks_do_not() {
     if skip("isolation") {
