@@ -28,8 +28,10 @@ pub struct EnsureReport {
 pub struct Dataplane {
     names: Names,
     state_dir: PathBuf,
-    /// One ensure at a time: two would race on the same links.
-    lock: Mutex<()>,
+    /// One ensure at a time: two would race on the same links. It guards the plugs made
+    /// whole by earlier passes, by port id, so that a pass checks those with the one link
+    /// listing it makes anyway instead of two `ip` calls per port.
+    lock: Mutex<HashMap<String, port::Plugged>>,
 }
 
 impl Dataplane {
@@ -39,7 +41,7 @@ impl Dataplane {
         Ok(Dataplane {
             names: Names::new(prefix)?,
             state_dir: state_dir.into(),
-            lock: Mutex::new(()),
+            lock: Mutex::new(HashMap::new()),
         })
     }
 
@@ -54,7 +56,7 @@ impl Dataplane {
     /// Makes the host match `desired` and removes every object of this prefix that it does not
     /// name. Idempotent; repairs what was changed or deleted behind its back.
     pub fn ensure(&self, desired: &DesiredDataplane) -> Result<EnsureReport> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut plugged = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         validate(desired)?;
         enable_bridge_netfilter()?;
         let mut report = EnsureReport::default();
@@ -117,17 +119,38 @@ impl Dataplane {
             }
         }
 
+        plugged.retain(|id, _| {
+            desired
+                .ports
+                .iter()
+                .any(|p| &p.id == id && p.plug.is_some())
+        });
         for p in &desired.ports {
             let Some(plug) = &p.plug else { continue };
             let net = networks[p.network_id.as_str()];
             if !networks_ok.contains(net.id.as_str()) {
                 continue;
             }
-            match port::ensure(&self.names, net, p, plug) {
-                Ok(true) if !dhcp::wanted(net) || dhcp_ok.contains(net.id.as_str()) => {
-                    report.active_ports.insert(p.id.clone());
+            let wanted = port::wanted(net, p, plug);
+            let unchanged = wanted.is_some()
+                && plugged.get(&p.id) == wanted.as_ref()
+                && port::host_end_intact(&self.names, net, p, &current);
+            let in_place = if unchanged {
+                Ok(true)
+            } else {
+                plugged.remove(&p.id);
+                port::ensure(&self.names, net, p, plug)
+            };
+            match in_place {
+                Ok(true) => {
+                    if let Some(w) = wanted {
+                        plugged.insert(p.id.clone(), w);
+                    }
+                    if !dhcp::wanted(net) || dhcp_ok.contains(net.id.as_str()) {
+                        report.active_ports.insert(p.id.clone());
+                    }
                 }
-                Ok(_) => {}
+                Ok(false) => {}
                 Err(e) => report.failures.push(format!("port {}: {e}", p.id)),
             }
         }
@@ -146,7 +169,8 @@ impl Dataplane {
         check_id("port", &port.id)?;
         check_netns(&plug.netns)?;
         check_ifname(&plug.ifname)?;
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut plugged = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        plugged.remove(&port.id);
         port::ensure(&self.names, network, port, plug)
     }
 

@@ -489,6 +489,9 @@ fn two_projects_with_the_same_cidr_never_exchange_a_packet() {
     ] {
         configure(ns, addr, None);
     }
+    // A DHCP interface that just came up announces itself on its own network for a moment
+    // (IPv6 link-local duplicate address detection and MLD); only then is project 2 quiet.
+    std::thread::sleep(Duration::from_secs(2));
     let before = (rx_packets(&a2, "eth0"), rx_packets(&b2, "eth0"));
     assert!(pings(&a1, "10.0.0.11"));
     assert!(pings(&b1, "10.0.0.10"));

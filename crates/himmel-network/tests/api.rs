@@ -850,14 +850,15 @@ on_both_engines!(discovery, discovery_documents);
 async fn slaac_ports_get_their_autoconfigured_address(r: Region) {
     let m = r.member("slaac", "member").await;
     let net = r.create(&m.token, "networks", "network", json!({})).await;
-    r.create(
-        &m.token,
-        "subnets",
-        "subnet",
-        json!({"network_id": net["id"], "cidr": "2001:db8:7::/64", "ip_version": 6,
-                    "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}),
-    )
-    .await;
+    let subnet = r
+        .create(
+            &m.token,
+            "subnets",
+            "subnet",
+            json!({"network_id": net["id"], "cidr": "2001:db8:7::/64", "ip_version": 6,
+                        "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}),
+        )
+        .await;
     let port = r
         .create(
             &m.token,
@@ -870,5 +871,22 @@ async fn slaac_ports_get_their_autoconfigured_address(r: Region) {
         port["fixed_ips"][0]["ip_address"], "2001:db8:7:0:f816:3eff:fe00:2a",
         "{port}"
     );
+
+    // The autoconfigured addresses go with their subnet (the port stays).
+    let subnet_path = format!("/v2.0/subnets/{}", subnet["id"].as_str().unwrap());
+    let (status, body) = r.call("DELETE", &subnet_path, &m.token, None).await;
+    assert_eq!(status, 204, "{body}");
+    let port_path = format!("/v2.0/ports/{}", port["id"].as_str().unwrap());
+    let (status, body) = r.call("GET", &port_path, &m.token, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["port"]["fixed_ips"], json!([]), "{body}");
+    r.create(
+        &m.token,
+        "subnets",
+        "subnet",
+        json!({"network_id": net["id"], "cidr": "2001:db8:7::/64", "ip_version": 6,
+                    "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}),
+    )
+    .await;
 }
 on_both_engines!(slaac, slaac_ports_get_their_autoconfigured_address);

@@ -133,6 +133,7 @@ async fn resources(headers: HeaderMap) -> Json<Value> {
 /// Exactly the extensions this API implements: (alias, name, description).
 const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("external-net", "Neutron external network", "Adds the router:external attribute to networks."),
+    ("subnet-external-network", "Subnet External Network", "Subnets of external networks are visible to every project, like their networks."),
     ("provider", "Provider Network", "Exposes the network_type, physical_network and segmentation_id of networks to administrators."),
     ("net-mtu", "Network MTU", "Provides the MTU attribute of a network."),
     ("port-security", "Port Security", "Provides port security (anti-spoofing and security groups) on or off per network and port."),

@@ -286,6 +286,28 @@ pub async fn allocate(
     Ok(out)
 }
 
+/// A random MAC not yet used on the network: with 24 random bits, a network of a few
+/// thousand ports would otherwise see collisions (as Neutron, retry a few times).
+async fn free_mac(conn: &mut sqlx::AnyConnection, network_id: &str) -> Result<String, Error> {
+    for _ in 0..16 {
+        let mac = addr::random_mac();
+        let in_use: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM net_resources WHERE kind = $1 AND unique_key = $2",
+        )
+        .bind(Port::KIND)
+        .bind(format!("{network_id}/{mac}"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        if in_use == 0 {
+            return Ok(mac);
+        }
+    }
+    Err(Error::Conflict(format!(
+        "Unable to generate a unique MAC address on network {network_id}."
+    )))
+}
+
 fn address_pairs(reqs: Vec<AddressPairRequest>, port_mac: &str) -> Result<Vec<AddressPair>, Error> {
     let mut out: Vec<AddressPair> = Vec::new();
     for r in reqs {
@@ -393,7 +415,7 @@ async fn create(
         .unwrap_or(network.port_security_enabled);
     let mac = match req.mac_address {
         Some(m) => addr::parse_mac(&m)?,
-        None => addr::random_mac(),
+        None => free_mac(&mut tx, &network.meta.id).await?,
     };
     let pairs = address_pairs(req.allowed_address_pairs.unwrap_or_default(), &mac)?;
     if !port_security && !pairs.is_empty() {

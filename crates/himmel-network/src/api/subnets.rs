@@ -490,13 +490,13 @@ async fn delete(
     )?;
     check_if_match(&headers, &sub.meta)?;
     let ports: Vec<Port> = store::children(&mut tx, &sub.network_id).await?;
-    let dhcp: Vec<&str> = ports
+    let removable: Vec<&str> = ports
         .iter()
-        .filter(|p| p.device_owner == model::OWNER_DHCP)
+        .filter(|p| address_goes_with_subnet(&sub, p))
         .map(|p| p.meta.id.as_str())
         .collect();
     let owners = ipam::subnet_owners(&mut tx, &id).await?;
-    if owners.iter().any(|o| !dhcp.contains(&o.as_str())) {
+    if owners.iter().any(|o| !removable.contains(&o.as_str())) {
         return Err(Error::Conflict(format!(
             "Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."
         ))
@@ -508,9 +508,32 @@ async fn delete(
     Ok(wire::no_content())
 }
 
-/// Removes a subnet whose only addresses are the DHCP port's.
+/// Whether a port's address on `sub` is removed with the subnet instead of keeping it: the
+/// DHCP port's always; on IPv6 subnets whose hosts configure their own addresses (SLAAC,
+/// DHCPv6 stateless), every port's except a router's, as Neutron does.
+fn address_goes_with_subnet(sub: &Subnet, port: &Port) -> bool {
+    let auto_address = matches!(
+        sub.ipv6_address_mode.as_deref(),
+        Some("slaac") | Some("dhcpv6-stateless")
+    );
+    port.device_owner == model::OWNER_DHCP
+        || (auto_address && !port.device_owner.starts_with("network:router"))
+}
+
+/// Removes a subnet whose only addresses are those that go with it.
 pub async fn delete_rows(conn: &mut AnyConnection, sub: &Subnet) -> Result<(), Error> {
     drop_dhcp_address(conn, sub).await?;
+    let ports: Vec<Port> = store::children(conn, &sub.network_id).await?;
+    for mut port in ports
+        .into_iter()
+        .filter(|p| p.device_owner != model::OWNER_DHCP && address_goes_with_subnet(sub, p))
+    {
+        let before = port.fixed_ips.len();
+        port.fixed_ips.retain(|f| f.subnet_id != sub.meta.id);
+        if port.fixed_ips.len() != before {
+            store::update(conn, &mut port).await?;
+        }
+    }
     sqlx::query("DELETE FROM net_ip_allocations WHERE subnet_id = $1")
         .bind(&sub.meta.id)
         .execute(&mut *conn)
