@@ -138,7 +138,7 @@ def main():
         for reason, n in skip_reasons.most_common():
             f.write(f"{n:4d}  {reason}\n")
     print(
-        f"tempest identity: {counts['passed']} passed, {counts['failed']} failed, "
+        f"tempest: {counts['passed']} passed, {counts['failed']} failed, "
         f"{counts['skipped']} skipped"
     )
 

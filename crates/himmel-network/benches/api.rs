@@ -143,6 +143,43 @@ async fn port_active(r: &Region, project: &str, n: usize) -> Result<(), String> 
         },
     )
     .ok_or("the reconciler did not start")?;
+    let mut namespaces = Vec::new();
+    let measured = measure_port_active(r, project, n, &names, &mut namespaces).await;
+    // Whatever happened, nothing of the benchmark stays on the host.
+    reconciler.abort();
+    let _ = reconciler.await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dp = himmel_agent::Dataplane::new(prefix, &dataplane_dir).map_err(|e| e.to_string())?;
+    let cleaned = dp.ensure(&himmel_agent::DesiredDataplane::default());
+    for ns in namespaces {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .status();
+    }
+    for (family, table) in [("inet", "bq_conntrack"), ("bridge", "bq_security_groups")] {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", family, table])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let (times, api) = measured?;
+    cleaned.map_err(|e| e.to_string())?;
+    let mut line = summary(times);
+    line["type"] = json!("port_active");
+    line["api_create"] = summary(api);
+    println!("{line}");
+    Ok(())
+}
+
+/// Creates `n` instance ports one after the other (after one to warm up the network) and
+/// waits for each to be ACTIVE; returns the times to ACTIVE and the times of the creates.
+async fn measure_port_active(
+    r: &Region,
+    project: &str,
+    n: usize,
+    names: &himmel_agent::names::Names,
+    namespaces: &mut Vec<String>,
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
     let net = r
         .create(
             &r.admin,
@@ -159,7 +196,6 @@ async fn port_active(r: &Region, project: &str, n: usize) -> Result<(), String> 
     )
     .await;
     // A warm-up port first, so the network's bridge and DHCP namespace exist before timing.
-    let mut namespaces = Vec::new();
     let mut times = Vec::new();
     let mut api = Vec::new();
     for i in 0..=n {
@@ -208,27 +244,7 @@ async fn port_active(r: &Region, project: &str, n: usize) -> Result<(), String> 
             api.push(created);
         }
     }
-    reconciler.abort();
-    let _ = reconciler.await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let dp = himmel_agent::Dataplane::new(prefix, &dataplane_dir).map_err(|e| e.to_string())?;
-    dp.ensure(&himmel_agent::DesiredDataplane::default())
-        .map_err(|e| e.to_string())?;
-    for ns in namespaces {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &ns])
-            .status();
-    }
-    for (family, table) in [("inet", "bq_conntrack"), ("bridge", "bq_security_groups")] {
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", family, table])
-            .status();
-    }
-    let mut line = summary(times);
-    line["type"] = json!("port_active");
-    line["api_create"] = summary(api);
-    println!("{line}");
-    Ok(())
+    Ok((times, api))
 }
 
 /// Creates `n` of something with a few requests in flight.

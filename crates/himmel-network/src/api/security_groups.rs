@@ -262,8 +262,9 @@ fn validate_rule(req: &RuleRequest) -> Result<RuleMatch, Error> {
             .as_deref()
             .ok_or_else(|| bad("Must also specify protocol if port range is given.".into()))?;
         if PORT_PROTOCOLS.contains(&p) {
+            // A maximum without a minimum is an empty range to Neutron (as min > max).
             let lo = min.ok_or_else(|| {
-                bad("Invalid input: port_range_max requires port_range_min.".into())
+                bad("For TCP/UDP protocols, port_range_min must be <= port_range_max".into())
             })?;
             let hi = max.unwrap_or(lo);
             for v in [lo, hi] {
