@@ -10,10 +10,12 @@
 //! the segment's file id as its identity, so chunks cannot move between
 //! segments.
 //!
-//! Writes go to `tmp/` first, are fsync'd, and are renamed into place only
-//! once the caller has checked the digests; the metadata commit comes after
-//! that, the acknowledgement last. Files no metadata row names (a crash
-//! between rename and commit, an abandoned temp file) are removed at start.
+//! A segment is written at its final path under a fresh random file id,
+//! and the file and its directory are fsync'd; the caller checks the
+//! digests, commits the metadata row naming the file, and acknowledges
+//! last. Until a row names it the file is invisible: a rejected upload
+//! removes it at once, and files no row names (a crash before the commit)
+//! are removed at start, as are temporary files of older versions.
 //! Encryption and disk I/O run on blocking threads fed through bounded
 //! channels, so a multi-gigabyte upload holds a few chunks in memory.
 //!
@@ -123,10 +125,10 @@ pub struct Engine {
     keys: Arc<Mutex<KeyPrefixes>>,
 }
 
-/// A written, fsync'd segment not yet in place. Dropping it without
+/// A written, fsync'd segment no metadata names yet. Dropping it without
 /// [`Engine::publish`] removes the file.
 pub struct Staged {
-    tmp: PathBuf,
+    path: PathBuf,
     pub file_id: String,
     published: bool,
 }
@@ -134,7 +136,7 @@ pub struct Staged {
 impl Drop for Staged {
     fn drop(&mut self) {
         if !self.published {
-            let _ = std::fs::remove_file(&self.tmp);
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
@@ -181,14 +183,14 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = self.root.join("tmp").join(&file_id);
+        let path = self.path(&file_id);
         let staged = Staged {
-            tmp: tmp.clone(),
+            path: path.clone(),
             file_id: file_id.clone(),
             published: false,
         };
         self.remember_key(&file_id, key.kind, &key.wrapped);
-        let target = SegmentFile { tmp, file_id, key };
+        let target = SegmentFile { path, file_id, key };
         let mut hashes = Hashes {
             md5: Md5::new(),
             checksum,
@@ -277,19 +279,9 @@ impl Engine {
         Ok((staged, hashes.finish(size)))
     }
 
-    /// Moves a staged segment into place, durably.
+    /// Keeps a staged segment: the caller is about to commit metadata
+    /// naming it. (It is durable in place already.)
     pub async fn publish(&self, mut staged: Staged) -> Result<(), EngineError> {
-        let dest = self.path(&staged.file_id);
-        let tmp = staged.tmp.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let dir = dest.parent().expect("sharded path has a parent");
-            std::fs::create_dir_all(dir)?;
-            std::fs::rename(&tmp, &dest)?;
-            std::fs::File::open(dir)?.sync_all()
-        })
-        .await
-        .map_err(|e| EngineError::Io(io::Error::other(e.to_string())))?
-        .map_err(io_error)?;
         staged.published = true;
         Ok(())
     }
@@ -393,19 +385,22 @@ impl Engine {
 
 /// Where a staged segment goes and what it is encrypted with.
 struct SegmentFile {
-    tmp: PathBuf,
+    path: PathBuf,
     file_id: String,
     key: SegmentKey,
 }
 
 impl SegmentFile {
-    /// Writes the key prefix and the encrypted `pieces`, then fsyncs.
+    /// Writes the key prefix and the encrypted `pieces`, then fsyncs the
+    /// file and its directory.
     fn write(
         self,
         pieces: impl Iterator<Item = Result<Bytes, EngineError>>,
     ) -> Result<(), EngineError> {
-        let SegmentFile { tmp, file_id, key } = self;
-        let mut file = File::create(&tmp).map_err(io_error)?;
+        let SegmentFile { path, file_id, key } = self;
+        let dir = path.parent().expect("sharded path has a parent");
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+        let mut file = File::create(&path).map_err(io_error)?;
         let mut prefix = MAGIC.to_vec();
         prefix.push(key.kind as u8);
         prefix.extend_from_slice(&(key.wrapped.len() as u16).to_be_bytes());
@@ -423,7 +418,8 @@ impl SegmentFile {
         }
         let out = enc.finish()?;
         let file = out.into_inner().map_err(|e| io_error(e.into_error()))?.file;
-        file.sync_all().map_err(io_error)
+        file.sync_all().map_err(io_error)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
     }
 }
 
@@ -607,6 +603,14 @@ mod tests {
         out
     }
 
+    fn files_under(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+            .sum()
+    }
+
     async fn write(engine: &Engine, key: &Key, data: &[u8]) -> (String, Written) {
         let id = Engine::new_file_id();
         let body = futures::stream::iter(
@@ -745,12 +749,7 @@ mod tests {
             )
             .await;
         assert!(matches!(r, Err(EngineError::TooLarge)));
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("objects/tmp"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert_eq!(files_under(&dir.path().join("objects")), 0);
     }
 
     #[tokio::test]
@@ -790,11 +789,6 @@ mod tests {
             )
             .await;
         assert!(matches!(r, Err(EngineError::TooLarge)));
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("objects/tmp"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert_eq!(files_under(&dir.path().join("objects")), 0);
     }
 }

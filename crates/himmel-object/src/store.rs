@@ -249,7 +249,8 @@ pub async fn put_object(db: &Db, o: &ObjectRow) -> DbResult<Vec<ObjectRow>> {
 pub async fn put_object_in(tx: &mut Tx, o: &ObjectRow) -> DbResult<Vec<ObjectRow>> {
     let sk = sort_key(&o.key);
     let replaced: Vec<ObjectRow> = sqlx::query(
-        "SELECT * FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3",
+        "DELETE FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3 \
+         RETURNING *",
     )
     .bind(&o.bucket_id)
     .bind(&sk)
@@ -259,14 +260,6 @@ pub async fn put_object_in(tx: &mut Tx, o: &ObjectRow) -> DbResult<Vec<ObjectRow
     .iter()
     .map(ObjectRow::from_row)
     .collect();
-    sqlx::query(
-        "DELETE FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3",
-    )
-    .bind(&o.bucket_id)
-    .bind(&sk)
-    .bind(&o.version_id)
-    .execute(&mut **tx)
-    .await?;
     sqlx::query("UPDATE s3_objects SET is_latest = 0 WHERE bucket_id = $1 AND sort_key = $2 AND is_latest = 1")
         .bind(&o.bucket_id)
         .bind(&sk)
