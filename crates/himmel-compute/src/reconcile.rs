@@ -146,6 +146,10 @@ async fn fail(s: &ComputeService, server: &Server, message: &str) -> Result<(), 
         Ok(())
     })
     .await?;
+    // A failed build gives back what the scheduler claimed.
+    if server.vm_state == VmState::Building {
+        crate::scheduler::release(s.db(), &server.id).await?;
+    }
     Ok(())
 }
 

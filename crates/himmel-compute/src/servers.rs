@@ -74,5 +74,6 @@ pub async fn purge(s: &ComputeService, id: &str) -> Result<(), Error> {
     let mut tx = s.db().begin_write().await.map_err(db_err)?;
     store::delete_children(&mut tx, InstanceAction::KIND, id).await?;
     store::delete(&mut tx, Server::KIND, id).await?;
+    crate::scheduler::release_in(&mut tx, id).await?;
     tx.commit().await.map_err(db_err)
 }

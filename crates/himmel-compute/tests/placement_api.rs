@@ -6,6 +6,36 @@ mod support;
 use serde_json::{json, Value};
 use support::{Engine, Region};
 
+/// A region whose own test host is no resource provider, so that the
+/// providers a test registers are the only hosts.
+async fn start(engine: Engine) -> Option<Region> {
+    let r = Region::start(engine).await?;
+    let (_, list) = r
+        .raw(
+            "GET",
+            "/placement/resource_providers?name=testhost",
+            &r.admin,
+            None,
+            &[],
+        )
+        .await;
+    let uuid = list["resource_providers"][0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _) = r
+        .raw(
+            "DELETE",
+            &format!("/placement/resource_providers/{uuid}"),
+            &r.admin,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(st, 204);
+    Some(r)
+}
+
 async fn place(
     r: &Region,
     method: &str,
@@ -25,7 +55,7 @@ fn inventory(vcpu: i64, ram: i64, ratio: f64) -> Value {
 }
 
 async fn providers_inventories_and_allocations(engine: Engine) {
-    let Some(r) = Region::start(engine).await else {
+    let Some(r) = start(engine).await else {
         return;
     };
     let admin = r.admin.clone();

@@ -11,6 +11,36 @@ use serde_json::json;
 use support::{Engine, Region};
 
 /// Registers a host with `vcpus` (ratio 1) and `ram` MiB.
+/// A region whose own test host is no resource provider, so that the
+/// providers a test registers are the only hosts.
+async fn start(engine: Engine) -> Option<Region> {
+    let r = Region::start(engine).await?;
+    let (_, list) = r
+        .raw(
+            "GET",
+            "/placement/resource_providers?name=testhost",
+            &r.admin,
+            None,
+            &[],
+        )
+        .await;
+    let uuid = list["resource_providers"][0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _) = r
+        .raw(
+            "DELETE",
+            &format!("/placement/resource_providers/{uuid}"),
+            &r.admin,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(st, 204);
+    Some(r)
+}
+
 async fn host(r: &Region, name: &str, vcpus: i64, ram: i64) -> String {
     let (st, p) = r
         .raw(
@@ -92,7 +122,7 @@ async fn place(r: &Region, req: &Request) -> String {
 }
 
 async fn groups_spread_and_pack(engine: Engine) {
-    let Some(r) = Region::start(engine).await else {
+    let Some(r) = start(engine).await else {
         return;
     };
     for h in ["h1", "h2", "h3"] {
@@ -175,7 +205,7 @@ async fn groups_spread_and_pack(engine: Engine) {
 }
 
 async fn weighing_zones_and_dedicated_hosts(engine: Engine) {
-    let Some(r) = Region::start(engine).await else {
+    let Some(r) = start(engine).await else {
         return;
     };
     host(&r, "small", 8, 2048).await;
@@ -275,7 +305,7 @@ async fn weighing_zones_and_dedicated_hosts(engine: Engine) {
 }
 
 async fn concurrent_creates_never_overcommit(engine: Engine) {
-    let Some(r) = Region::start(engine).await else {
+    let Some(r) = start(engine).await else {
         return;
     };
     let uuid = host(&r, "only", 5, 100_000).await;

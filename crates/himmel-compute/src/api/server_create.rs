@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 use super::servers::{check_name, metadata_from};
 use super::{flavors, keypairs, wire};
 use crate::images::BootImage;
-use crate::model::{FlavorSnapshot, NicRequest, Power, Server, VmState, AVAILABILITY_ZONE};
+use crate::model::{Fault, FlavorSnapshot, NicRequest, Power, Server, VmState, AVAILABILITY_ZONE};
 use crate::policy::*;
+use crate::scheduler;
 use crate::servers::{self, now};
 use crate::store::{self, db_err, quota};
 use crate::ComputeService;
@@ -273,6 +274,7 @@ pub async fn create(
         .ok_or_else(|| Error::BadRequest("Creating a server needs a project-scoped token.".into()))?
         .to_string();
     authz.check(&wire::target(&project))?;
+    let group_hint = scheduler_group(&body)?;
     let req: CreateServer = wire::body(body, "server")?;
     check_name(&req.name)?;
     if req.personality.is_some() {
@@ -359,6 +361,8 @@ pub async fn create(
             .into());
         }
     }
+    let mut forced_host = None;
+    let mut requested_zone = None;
     let zone = match req.availability_zone.as_deref() {
         None | Some("") => AVAILABILITY_ZONE.to_string(),
         Some(z) => {
@@ -369,20 +373,21 @@ pub async fn create(
                         himmel_http::pipeline::forbidden(CREATE_SERVER_FORCED_HOST.name).into(),
                     );
                 }
-                if host != s.config().host {
-                    return Err(
-                        Error::BadRequest(format!("No valid host: unknown host {host}.")).into(),
-                    );
+                forced_host = Some(host.to_string());
+            }
+            if name.is_empty() {
+                AVAILABILITY_ZONE.to_string()
+            } else {
+                if !scheduler::zone_exists(s.db(), name).await? {
+                    return Err(Error::BadRequest(format!(
+                        "The requested availability zone is not available: {}",
+                        wire::short(&json!(name))
+                    ))
+                    .into());
                 }
+                requested_zone = Some(name.to_string());
+                name.to_string()
             }
-            if !name.is_empty() && name != AVAILABILITY_ZONE {
-                return Err(Error::BadRequest(format!(
-                    "The requested availability zone is not available: {}",
-                    wire::short(&json!(name))
-                ))
-                .into());
-            }
-            AVAILABILITY_ZONE.to_string()
         }
     };
     let config_drive = boolish(&req.config_drive, "config_drive")?;
@@ -515,6 +520,31 @@ pub async fn create(
             updated_at: now.clone(),
             deleting: false,
         };
+        let mut server = server;
+        let claim = scheduler::Request {
+            consumer: server.id.clone(),
+            project_id: project.clone(),
+            user_id: ctx.user_id.clone(),
+            resources: scheduler::flavor_resources(&flavor),
+            zone: requested_zone.clone(),
+            forced_host: forced_host.clone(),
+            group: group_hint.clone(),
+        };
+        match scheduler::schedule_in(&mut tx, &claim).await {
+            Ok(host) => server.host = host,
+            Err(scheduler::ScheduleError::Failed(e)) => return Err(e.into()),
+            Err(e @ scheduler::ScheduleError::NoValidHost(_)) => {
+                server.host = String::new();
+                server.vm_state = VmState::Error;
+                server.task_state = None;
+                server.fault = Some(Fault {
+                    code: 500,
+                    message: scheduler::NO_VALID_HOST.into(),
+                    details: e.message(),
+                    created: now.clone(),
+                });
+            }
+        }
         store::insert(&mut tx, &server, || "server exists".into()).await?;
         created.push(server);
     }
@@ -523,6 +553,10 @@ pub async fn create(
     // Ports: a failure removes what this request made, servers included.
     let group_ids: Vec<String> = groups.iter().map(|g| g.meta.id.clone()).collect();
     for i in 0..created.len() {
+        // No host, no ports (as in Nova, where the build creates them).
+        if created[i].vm_state == VmState::Error {
+            continue;
+        }
         if let Err(e) = plug(&s, &ctx, &mut created[i], &group_ids).await {
             for sv in &created {
                 release_ports(&s, sv).await;
@@ -560,6 +594,18 @@ pub async fn create(
         &first.id,
         v,
     ))
+}
+
+/// The server group of `os:scheduler_hints` (`{"group": "<uuid>"}`), if any.
+fn scheduler_group(body: &Value) -> Result<Option<String>, Error> {
+    match body.get("os:scheduler_hints").and_then(|h| h.get("group")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(g)) => Ok(Some(g.clone())),
+        Some(other) => Err(Error::BadRequest(format!(
+            "Invalid input for field/attribute group. Value: {}. It is not a string",
+            wire::short(other)
+        ))),
+    }
 }
 
 /// A DNS label from a server name, as Nova derives `hostname`.

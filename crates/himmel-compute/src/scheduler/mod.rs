@@ -103,7 +103,9 @@ pub async fn schedule(db: &Db, req: &Request) -> Result<String, ScheduleError> {
     Ok(host)
 }
 
-async fn schedule_in(conn: &mut AnyConnection, req: &Request) -> Result<String, ScheduleError> {
+/// [`schedule`] inside the caller's write transaction (the server create
+/// claims in the transaction that inserts the server).
+pub async fn schedule_in(conn: &mut AnyConnection, req: &Request) -> Result<String, ScheduleError> {
     placement::serialise(conn).await?;
     let aggregates: Vec<Aggregate> = store::list(conn, None).await?;
     let group = match &req.group {
@@ -257,19 +259,37 @@ fn group_weight(policy: Option<GroupPolicy>, members: i64) -> i64 {
     }
 }
 
+/// Whether `zone` is the default zone or the zone of an aggregate.
+pub async fn zone_exists(db: &Db, zone: &str) -> Result<bool, Error> {
+    if zone == AVAILABILITY_ZONE {
+        return Ok(true);
+    }
+    let mut conn = db.pool().acquire().await.map_err(db_err)?;
+    let aggregates: Vec<Aggregate> = store::list(&mut conn, None).await?;
+    Ok(aggregates
+        .iter()
+        .any(|a| a.availability_zone() == Some(zone)))
+}
+
 /// Releases what a server holds (deleted, or its build failed) and takes it
 /// out of its server groups.
 pub async fn release(db: &Db, consumer: &str) -> Result<(), Error> {
     let mut tx = db.begin_write().await.map_err(db_err)?;
-    placement::delete_allocations(&mut tx, consumer).await?;
-    let groups: Vec<ServerGroup> = store::list(&mut tx, None).await?;
+    release_in(&mut tx, consumer).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// [`release`] inside the caller's write transaction.
+pub async fn release_in(conn: &mut AnyConnection, consumer: &str) -> Result<(), Error> {
+    placement::delete_allocations(conn, consumer).await?;
+    let groups: Vec<ServerGroup> = store::list(conn, None).await?;
     for mut g in groups {
         if g.members.iter().any(|m| m == consumer) {
             g.members.retain(|m| m != consumer);
-            store::update(&mut tx, &g).await?;
+            store::update(conn, &g).await?;
         }
     }
-    tx.commit().await.map_err(db_err)
+    Ok(())
 }
 
 /// Claims a resized server's new flavor on its host, replacing what it held;

@@ -247,6 +247,23 @@ impl Region {
         .unwrap();
         let network = himmel_network::NetworkService::new(db.clone());
         himmel_compute::bootstrap::seed_flavors(&db).await.unwrap();
+        // The test host is a resource provider large enough for any test's servers.
+        let big = |total: i64| himmel_compute::placement::store::Inventory {
+            total,
+            reserved: 0,
+            min_unit: 1,
+            max_unit: total,
+            step_size: 1,
+            allocation_ratio: 1.0,
+        };
+        let inventory = std::collections::BTreeMap::from([
+            ("VCPU".to_string(), big(4096)),
+            ("MEMORY_MB".to_string(), big(1 << 24)),
+            ("DISK_GB".to_string(), big(1 << 20)),
+        ]);
+        himmel_compute::placement::register_host(&db, "testhost", &inventory)
+            .await
+            .unwrap();
         let host = Arc::new(FakeHost::default());
         let compute = himmel_compute::ComputeService::new(
             db.clone(),

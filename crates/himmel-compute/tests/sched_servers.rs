@@ -1,0 +1,132 @@
+//! Server create through the scheduler: the claim on this host, "No valid
+//! host" when it is full, and the release on delete. SQLite and PostgreSQL.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{Engine, Region, DISK_IMAGE};
+
+async fn placement(r: &Region, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    r.raw(method, &format!("/placement{path}"), &r.admin, body, &[])
+        .await
+}
+
+async fn server_status(r: &Region, token: &str, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
+        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
+            return v["server"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {id} never reached {want}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn full_host_fails_with_no_valid_host(engine: Engine) {
+    let Some(r) = Region::start(engine).await else {
+        return;
+    };
+    // The test host offers 2 vCPUs only.
+    let (_, list) = placement(&r, "GET", "/resource_providers?name=testhost", None).await;
+    let rp = list["resource_providers"][0].clone();
+    let uuid = rp["uuid"].as_str().unwrap().to_string();
+    let inv = json!({"resource_provider_generation": rp["generation"], "inventories": {
+        "VCPU": {"total": 2}, "MEMORY_MB": {"total": 65536}, "DISK_GB": {"total": 100}}});
+    let (st, v) = placement(
+        &r,
+        "PUT",
+        &format!("/resource_providers/{uuid}/inventories"),
+        Some(inv),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, f) = r
+        .call(
+            "POST",
+            "/flavors",
+            &r.admin,
+            Some(json!({"flavor": {"name": "two", "ram": 512, "vcpus": 2, "disk": 1}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{f}");
+    let flavor = f["flavor"]["id"].as_str().unwrap().to_string();
+    let m = r.member("sched-member", "member").await;
+    let (st, net) = r
+        .net(
+            "POST",
+            "/networks",
+            &m.token,
+            Some(json!({"network": {"name": "n"}})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let net = net["network"]["id"].as_str().unwrap().to_string();
+    let (st, _) = r
+        .net(
+            "POST",
+            "/subnets",
+            &m.token,
+            Some(json!({"subnet": {"network_id": net, "ip_version": 4, "cidr": "10.9.0.0/24"}})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let body = json!({"server": {"name": "s", "imageRef": DISK_IMAGE, "flavorRef": flavor,
+                                  "networks": [{"uuid": net}]}});
+
+    let (st, first) = r
+        .call("POST", "/servers", &m.token, Some(body.clone()))
+        .await;
+    assert_eq!(st, 202, "{first}");
+    let first = first["server"]["id"].as_str().unwrap().to_string();
+    server_status(&r, &m.token, &first, "ACTIVE").await;
+    let (_, held) = placement(&r, "GET", &format!("/allocations/{first}"), None).await;
+    assert_eq!(held["allocations"][&uuid]["resources"]["VCPU"], 2, "{held}");
+
+    let (st, second) = r
+        .call("POST", "/servers", &m.token, Some(body.clone()))
+        .await;
+    assert_eq!(st, 202, "{second}");
+    let second = second["server"]["id"].as_str().unwrap().to_string();
+    let s = server_status(&r, &m.token, &second, "ERROR").await;
+    assert_eq!(s["fault"]["message"], "No valid host was found.", "{s}");
+    let (_, held) = placement(&r, "GET", &format!("/allocations/{second}"), None).await;
+    assert_eq!(held["allocations"], json!({}));
+
+    // Deleting the first server gives its vCPUs back.
+    let (st, _) = r
+        .call("DELETE", &format!("/servers/{first}"), &m.token, None)
+        .await;
+    assert_eq!(st, 204);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, held) = placement(&r, "GET", &format!("/allocations/{first}"), None).await;
+        if held["allocations"] == json!({}) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "allocations of {first} stay: {held}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (st, third) = r.call("POST", "/servers", &m.token, Some(body)).await;
+    assert_eq!(st, 202, "{third}");
+    let third = third["server"]["id"].as_str().unwrap().to_string();
+    server_status(&r, &m.token, &third, "ACTIVE").await;
+}
+
+#[tokio::test]
+async fn sched_servers_on_sqlite() {
+    full_host_fails_with_no_valid_host(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sched_servers_on_postgres() {
+    full_host_fails_with_no_valid_host(Engine::Postgres).await;
+}
