@@ -1,6 +1,7 @@
 //! Nova v2.1 routes, one module per resource, all under
 //! [`crate::PATH_PREFIX`]`/v2.1`, behind the microversion negotiation.
 
+mod aggregates;
 mod flavors;
 mod hosts;
 mod keypairs;
@@ -27,6 +28,7 @@ use crate::ComputeService;
 /// Every compute route, guarded by the pipeline, under `/compute`.
 pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
     let v21 = Router::new()
+        .merge(aggregates::routes(p))
         .merge(flavors::routes(p))
         .merge(keypairs::routes(p))
         .merge(quotas::routes(p))
