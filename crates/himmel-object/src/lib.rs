@@ -12,11 +12,13 @@ pub mod auth;
 mod commit;
 pub mod engine;
 mod list;
+pub mod lock;
 mod meta;
 pub mod policy;
 mod s3;
 pub mod sse;
 pub mod store;
+pub mod store_ext;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -39,6 +39,13 @@ pub fn allowed(caller: Option<&Caller>, bucket: &Bucket, need: Need) -> bool {
     need == Need::Read && bucket.config.acl.as_deref() == Some("public-read")
 }
 
+/// Who may shorten or remove a GOVERNANCE retention or delete a version
+/// under it (with `x-amz-bypass-governance-retention`): an admin of the
+/// bucket's project.
+pub fn may_bypass_governance(caller: Option<&Caller>, bucket: &Bucket) -> bool {
+    caller.is_some_and(|c| c.project_id == bucket.project_id && c.has_role("admin"))
+}
+
 pub fn check(caller: Option<&Caller>, bucket: &Bucket, need: Need) -> S3Result<()> {
     if allowed(caller, bucket, need) {
         Ok(())

@@ -37,6 +37,8 @@ pub struct BucketConfig {
     pub policy: Option<String>,
     /// Record Get/Put/Delete object requests in the audit trail too.
     pub audit_data_events: bool,
+    /// Object lock: the retention new versions get by default.
+    pub object_lock_default: Option<crate::lock::DefaultRetention>,
 }
 
 #[derive(Debug, Clone)]

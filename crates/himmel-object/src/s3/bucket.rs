@@ -82,25 +82,24 @@ pub async fn create(
             ))
         }
     };
+    // Object lock needs versioning, as on S3, and keeps it on.
+    let object_lock = input.object_lock_enabled_for_bucket == Some(true);
     let bucket = Bucket {
         name: input.bucket.clone(),
         id: uuid::Uuid::new_v4().to_string(),
         project_id: c.project_id.clone(),
-        versioning: String::new(),
-        object_lock: input.object_lock_enabled_for_bucket == Some(true),
+        versioning: if object_lock {
+            "Enabled".into()
+        } else {
+            String::new()
+        },
+        object_lock,
         config: BucketConfig {
             acl,
             ..Default::default()
         },
         created_at: store::now_us(),
     };
-    if bucket.object_lock {
-        // Object lock needs versioning, as on S3.
-        return Err(s3_error!(
-            NotImplemented,
-            "Object lock is not available in this region yet."
-        ));
-    }
     if let Err(e) = store::create_bucket(s.db(), &bucket).await {
         if himmel_db::is_unique_violation(&e) {
             let existing = store::get_bucket(s.db(), &bucket.name)

@@ -11,10 +11,12 @@ use super::object::{
     preconditions, set_put_sse, shown_version, sse_of, Expected,
 };
 use super::{db_error, engine_error, timestamp};
+use crate::lock;
 use crate::meta::{format_expires, ObjectMeta};
 use crate::policy::Need;
 use crate::sse::{self, CustomerKey};
 use crate::store::{self, Bucket, ObjectRow, Part, Upload};
+use crate::store_ext::lock as lock_store;
 use crate::{ObjectStore, MAX_PUT_SIZE};
 
 pub const MAX_PARTS: i32 = 10_000;
@@ -52,6 +54,14 @@ async fn load_upload(
         })
 }
 
+/// Removes the lock row of an ended upload. Left behind (the error is
+/// logged), it only takes a little space.
+async fn forget_upload_lock(s: &ObjectStore, upload_id: &str) {
+    if let Err(e) = lock_store::delete_upload_lock(s.db(), upload_id).await {
+        tracing::warn!(upload = %upload_id, error = %e, "removing an upload's object lock");
+    }
+}
+
 /// The request's SSE-C key, checked against the upload's.
 fn upload_customer_key(
     upload: &Upload,
@@ -77,6 +87,23 @@ pub async fn create(
         &input.sse_customer_key_md5,
     )?;
     let id = hex::encode(rand::random::<[u8; 16]>());
+    // Headers given now hold for the object; the bucket's default is
+    // applied when the upload completes.
+    let lock_asked = input.object_lock_mode.is_some()
+        || input.object_lock_retain_until_date.is_some()
+        || input.object_lock_legal_hold_status.is_some();
+    let lock = lock::requested(
+        &bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        store::now_us(),
+    )?;
+    if lock_asked {
+        lock_store::put_upload_lock(s.db(), &id, &lock)
+            .await
+            .map_err(db_error)?;
+    }
     let meta = ObjectMeta {
         user: input
             .metadata
@@ -409,6 +436,13 @@ pub async fn complete(
             &upload.meta,
         )
         .await?;
+    let lock = match lock_store::get_upload_lock(s.db(), &upload.id)
+        .await
+        .map_err(db_error)?
+    {
+        Some(l) => l,
+        None => lock::requested(&bucket, None, None, None, store::now_us())?,
+    };
     let id = uuid::Uuid::new_v4().to_string();
     let row = ObjectRow {
         meta: s.seal_meta(&bucket.project_id, &id, &meta).await?,
@@ -425,12 +459,16 @@ pub async fn complete(
         sse_key_id: upload.sse_key_id.clone(),
         sse_key_hash: upload.sse_key_hash.clone(),
         tags: upload.tags.clone(),
+        lock_mode: lock.mode,
+        lock_until: lock.until,
+        legal_hold: lock.legal_hold,
         ..Default::default()
     };
     let replaced = store::finish_upload(s.db(), &upload.id, Some(&row))
         .await
         .map_err(db_error)?
         .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
+    forget_upload_lock(s, &upload.id).await;
     let unused: Vec<String> = stored
         .iter()
         .filter(|p| !chosen.iter().any(|c| c.number == p.number))
@@ -476,6 +514,7 @@ pub async fn abort(
             "The specified upload does not exist."
         ));
     }
+    forget_upload_lock(s, &upload.id).await;
     let files: Vec<String> = parts.into_iter().map(|p| p.file_id).collect();
     s.engine().remove(&files).await;
     Ok(S3Response::with_status(

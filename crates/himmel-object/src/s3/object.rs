@@ -10,10 +10,12 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::bucket::{check_tags, tag_set};
 use super::{db_error, engine_error, timestamp, unix_seconds};
 use crate::engine::{Engine, Staged, Written};
+use crate::lock;
 use crate::meta::{format_expires, parse_expires, ObjectMeta};
-use crate::policy::Need;
+use crate::policy::{self, Need};
 use crate::sse::{self, CustomerKey, SSE_C, SSE_S3};
 use crate::store::{self, Bucket, ObjectRow};
+use crate::store_ext::lock::{self as lock_store, Removal};
 use crate::{ObjectStore, MAX_PUT_SIZE};
 
 /// Checksums a client sent (headers or trailers), by algorithm.
@@ -338,6 +340,13 @@ pub async fn put(
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
     )?;
+    let lock = lock::requested(
+        &bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        store::now_us(),
+    )?;
     if input.if_match.is_some() || input.if_none_match.is_some() {
         let current = store::get_latest(s.db(), &bucket.id, &input.key)
             .await
@@ -430,6 +439,9 @@ pub async fn put(
         sse_key_id: String::new(),
         sse_key_hash: key_hash,
         tags,
+        lock_mode: lock.mode,
+        lock_until: lock.until,
+        legal_hold: lock.legal_hold,
         ..Default::default()
     };
     s.commit_object(&row).await?;
@@ -597,6 +609,7 @@ pub async fn get(
         .await?;
     let shown = shown(s, &bucket, &row).await?;
     let meta = shown.meta;
+    let locked = super::lock::shown(&bucket, &row);
     let mut out = GetObjectOutput {
         body: Some(StreamingBlob::wrap(body)),
         content_length: Some((range.end - range.start) as i64),
@@ -633,6 +646,9 @@ pub async fn get(
             .or_else(|| meta.expires.as_deref().and_then(parse_expires)),
         website_redirect_location: meta.website_redirect_location.clone(),
         version_id: shown.version_id,
+        object_lock_mode: locked.mode,
+        object_lock_retain_until_date: locked.until,
+        object_lock_legal_hold_status: locked.legal_hold,
         tag_count: tag_count(&row),
         parts_count: (row.segments.len() > 1 || row.etag.contains('-'))
             .then_some(row.segments.len() as i32),
@@ -707,6 +723,7 @@ pub async fn head(
     let range = selected.clone().unwrap_or(0..row.size);
     let shown = shown(s, &bucket, &row).await?;
     let meta = shown.meta;
+    let locked = super::lock::shown(&bucket, &row);
     let mut out = HeadObjectOutput {
         content_length: Some((range.end - range.start) as i64),
         content_range: selected
@@ -727,6 +744,9 @@ pub async fn head(
         expires: meta.expires.as_deref().and_then(parse_expires),
         website_redirect_location: meta.website_redirect_location.clone(),
         version_id: shown.version_id,
+        object_lock_mode: locked.mode,
+        object_lock_retain_until_date: locked.until,
+        object_lock_legal_hold_status: locked.legal_hold,
         parts_count: (row.segments.len() > 1 || row.etag.contains('-'))
             .then_some(row.segments.len() as i32),
         ..Default::default()
@@ -762,7 +782,11 @@ async fn delete_one(
     bucket: &Bucket,
     key: &str,
     version_id: Option<&str>,
+    bypass_governance: bool,
 ) -> S3Result<Deleted> {
+    if let (Some(v), true) = (version_id, bucket.object_lock) {
+        return delete_locked_version(s, bucket, key, v, bypass_governance).await;
+    }
     if let Some(v) = version_id {
         let removed = store::delete_version(s.db(), &bucket.id, key, v)
             .await
@@ -806,13 +830,61 @@ async fn delete_one(
     })
 }
 
+/// Deletes a version in a bucket with object lock, unless its retention or
+/// legal hold forbids it (S3 answers AccessDenied then).
+async fn delete_locked_version(
+    s: &ObjectStore,
+    bucket: &Bucket,
+    key: &str,
+    version_id: &str,
+    bypass_governance: bool,
+) -> S3Result<Deleted> {
+    let row = store::get_version(s.db(), &bucket.id, key, version_id)
+        .await
+        .map_err(db_error)?;
+    let deleted = Deleted {
+        delete_marker: row.as_ref().is_some_and(|r| r.delete_marker),
+        version_id: Some(version_id.to_string()),
+    };
+    let Some(row) = row else {
+        return Ok(deleted);
+    };
+    match lock_store::delete_unlocked_version(s.db(), &row, store::now_us(), bypass_governance)
+        .await
+        .map_err(db_error)?
+    {
+        Removal::Removed => s.engine().remove(&row.file_ids()).await,
+        Removal::Gone => {}
+        Removal::Locked => {
+            return Err(s3_error!(
+                AccessDenied,
+                "Access Denied because object protected by object lock."
+            ))
+        }
+    }
+    Ok(deleted)
+}
+
+/// Whether a delete request may pass a GOVERNANCE retention.
+fn bypass(req_ext: &http::Extensions, bucket: &Bucket, asked: Option<bool>) -> bool {
+    asked == Some(true) && policy::may_bypass_governance(req_ext.get(), bucket)
+}
+
 pub async fn delete(
     s: &ObjectStore,
     req: S3Request<DeleteObjectInput>,
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
-    let d = delete_one(s, &bucket, &input.key, input.version_id.as_deref()).await?;
+    let bypass = bypass(&req.extensions, &bucket, input.bypass_governance_retention);
+    let d = delete_one(
+        s,
+        &bucket,
+        &input.key,
+        input.version_id.as_deref(),
+        bypass,
+    )
+    .await?;
     Ok(S3Response::with_status(
         DeleteObjectOutput {
             delete_marker: d.delete_marker.then_some(true),
@@ -836,10 +908,11 @@ pub async fn delete_many(
         ));
     }
     let quiet = input.delete.quiet == Some(true);
+    let bypass = bypass(&req.extensions, &bucket, input.bypass_governance_retention);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for o in &input.delete.objects {
-        match delete_one(s, &bucket, &o.key, o.version_id.as_deref()).await {
+        match delete_one(s, &bucket, &o.key, o.version_id.as_deref(), bypass).await {
             Ok(d) => {
                 if !quiet {
                     deleted.push(DeletedObject {
@@ -914,6 +987,13 @@ pub async fn copy(
         &input.sse_customer_algorithm,
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
+    )?;
+    let lock = lock::requested(
+        &dest_bucket,
+        input.object_lock_mode.as_ref(),
+        input.object_lock_retain_until_date.as_ref(),
+        input.object_lock_legal_hold_status.as_ref(),
+        store::now_us(),
     )?;
     let replace = input
         .metadata_directive
@@ -1012,6 +1092,9 @@ pub async fn copy(
         sse: sse_name,
         sse_key_hash: key_hash,
         tags,
+        lock_mode: lock.mode,
+        lock_until: lock.until,
+        legal_hold: lock.legal_hold,
         ..Default::default()
     };
     s.commit_object(&row).await?;
