@@ -17,6 +17,7 @@ mod meta;
 pub mod policy;
 mod s3;
 pub mod sse;
+pub mod sse_kms;
 pub mod store;
 pub mod store_ext;
 

@@ -5,6 +5,9 @@
 //! * SSE-C: the data key is wrapped under the customer's key, which is used
 //!   for the request and forgotten; only a salted hash of it is kept, to
 //!   tell a wrong key (403) from a damaged object.
+//! * SSE-KMS (`aws:kms`): the data key is wrapped under a key made from a
+//!   key-manager secret the caller may read ([`crate::sse_kms`]); without a
+//!   key id, under the project key, like SSE-S3.
 
 use base64::Engine as _;
 use himmel_kms::{unwrap_key, wrap_key, Key};
@@ -18,12 +21,17 @@ use crate::ObjectStore;
 
 pub const SSE_S3: &str = "AES256";
 pub const SSE_C: &str = "SSE-C";
+pub const SSE_KMS: &str = "aws:kms";
 
-/// A customer-provided key from the SSE-C headers.
+/// A key that does not live in the project's key hierarchy and wraps the
+/// data keys of an object: a customer-provided key from the SSE-C headers,
+/// or (SSE-KMS) the key-encryption key made from a key-manager secret.
 pub struct CustomerKey {
     pub key: Key,
-    /// Base64 MD5 of the key, as echoed back to the client.
+    /// Base64 MD5 of the key, as echoed back to the client (SSE-C only).
     pub key_md5: String,
+    /// SSE-KMS: the id of the key-manager secret the key comes from.
+    pub kms_key_id: Option<String>,
 }
 
 /// Reads the three SSE-C headers; None when the request has none.
@@ -66,6 +74,7 @@ pub fn customer_key(
             Ok(Some(CustomerKey {
                 key: Key::from_slice(&raw).expect("32 bytes"),
                 key_md5: md5.to_string(),
+                kms_key_id: None,
             }))
         }
         _ => Err(s3_error!(
@@ -124,8 +133,13 @@ pub fn check_customer_key<'a>(
     }
 }
 
-fn customer_context(file_id: &str) -> Vec<u8> {
-    format!("s3-sse-c/{file_id}").into_bytes()
+/// What a wrapped data key is bound to: its segment, and for SSE-KMS the
+/// secret, so a wrapped key cannot be opened as another secret's.
+fn customer_context(file_id: &str, key: &CustomerKey) -> Vec<u8> {
+    match &key.kms_key_id {
+        None => format!("s3-sse-c/{file_id}").into_bytes(),
+        Some(id) => format!("s3-sse-kms/{id}/{file_id}").into_bytes(),
+    }
 }
 
 impl ObjectStore {
@@ -139,7 +153,7 @@ impl ObjectStore {
         match customer {
             Some(c) => {
                 let key = Key::generate();
-                let wrapped = wrap_key(&c.key, &key, &customer_context(file_id));
+                let wrapped = wrap_key(&c.key, &key, &customer_context(file_id, c));
                 Ok(SegmentKey {
                     key,
                     kind: KeyKind::Customer,
@@ -179,7 +193,7 @@ impl ObjectStore {
                 .await
                 .map_err(kms_error),
             (KeyKind::Customer, Some(c)) => {
-                unwrap_key(&c.key, &wrapped, &customer_context(file_id)).map_err(|_| {
+                unwrap_key(&c.key, &wrapped, &customer_context(file_id, c)).map_err(|_| {
                     s3_error!(
                         AccessDenied,
                         "The provided customer key does not open this object."

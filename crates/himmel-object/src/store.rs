@@ -39,6 +39,8 @@ pub struct BucketConfig {
     pub audit_data_events: bool,
     /// Object lock: the retention new versions get by default.
     pub object_lock_default: Option<crate::lock::DefaultRetention>,
+    /// Default encryption set with PutBucketEncryption (None: SSE-S3).
+    pub encryption: Option<crate::sse_kms::DefaultEncryption>,
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,10 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::{caller, db_error, timestamp};
 use crate::audit::DATA_EVENTS_TAG;
+use crate::auth::Caller;
 use crate::policy::Need;
+use crate::sse::{SSE_KMS, SSE_S3};
+use crate::sse_kms::DefaultEncryption;
 use crate::store::{self, Bucket, BucketConfig};
 use crate::ObjectStore;
 
@@ -210,20 +213,91 @@ pub async fn get_encryption(
     s: &ObjectStore,
     req: S3Request<GetBucketEncryptionInput>,
 ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
-    s.bucket(&req, &req.input.bucket, Need::Read).await?;
-    // Every object is encrypted; without another choice per request, under
-    // the project key (SSE-S3).
+    let b = s.bucket(&req, &req.input.bucket, Need::Read).await?;
+    // Every object is encrypted; without another choice, under the project
+    // key (SSE-S3).
+    let (algorithm, key_id) = match b.config.encryption {
+        Some(d) => (d.algorithm, d.kms_key_id),
+        None => (SSE_S3.to_string(), None),
+    };
     Ok(S3Response::new(GetBucketEncryptionOutput {
         server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
             rules: vec![ServerSideEncryptionRule {
                 apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
-                    sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
-                    kms_master_key_id: None,
+                    sse_algorithm: ServerSideEncryption::from(algorithm),
+                    kms_master_key_id: key_id,
                 }),
                 bucket_key_enabled: Some(false),
             }],
         }),
     }))
+}
+
+pub async fn put_encryption(
+    s: &ObjectStore,
+    req: S3Request<PutBucketEncryptionInput>,
+) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+    let mut b = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
+    let rules = &req.input.server_side_encryption_configuration.rules;
+    let [rule] = rules.as_slice() else {
+        return Err(s3_error!(
+            MalformedXML,
+            "The encryption configuration needs exactly one rule."
+        ));
+    };
+    let default = rule
+        .apply_server_side_encryption_by_default
+        .as_ref()
+        .ok_or_else(|| {
+            s3_error!(
+                MalformedXML,
+                "The rule needs ApplyServerSideEncryptionByDefault."
+            )
+        })?;
+    let algorithm = default.sse_algorithm.as_str();
+    let key_id = default.kms_master_key_id.as_deref();
+    b.config.encryption = match (algorithm, key_id) {
+        (SSE_S3, None) => None,
+        (SSE_KMS, None) => Some(DefaultEncryption {
+            algorithm: SSE_KMS.into(),
+            kms_key_id: None,
+        }),
+        (SSE_KMS, Some(id)) => {
+            // The key must be usable now by whoever configures it.
+            let key = s.kms_key(req.extensions.get::<Caller>(), id).await?;
+            Some(DefaultEncryption {
+                algorithm: SSE_KMS.into(),
+                kms_key_id: key.kms_key_id.clone(),
+            })
+        }
+        (SSE_S3, Some(_)) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "A KMSMasterKeyID is only allowed with the aws:kms algorithm."
+            ))
+        }
+        (other, _) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "The server-side encryption algorithm {other} is not supported."
+            ))
+        }
+    };
+    store::update_bucket(s.db(), &b).await.map_err(db_error)?;
+    Ok(S3Response::new(PutBucketEncryptionOutput {}))
+}
+
+pub async fn delete_encryption(
+    s: &ObjectStore,
+    req: S3Request<DeleteBucketEncryptionInput>,
+) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+    let mut b = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
+    b.config.encryption = None;
+    store::update_bucket(s.db(), &b).await.map_err(db_error)?;
+    Ok(S3Response::with_status(
+        DeleteBucketEncryptionOutput {},
+        http::StatusCode::NO_CONTENT,
+    ))
 }
 
 pub(crate) fn check_tags(tags: &[Tag]) -> S3Result<Vec<(String, String)>> {

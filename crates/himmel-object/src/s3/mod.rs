@@ -354,4 +354,18 @@ impl S3 for ObjectStore {
     ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
         lock::get_legal_hold(self, req).await
     }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        bucket::put_encryption(self, req).await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        bucket::delete_encryption(self, req).await
+    }
 }

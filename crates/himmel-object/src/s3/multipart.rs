@@ -7,14 +7,16 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::object::{
-    check_content_md5, check_sse_request, customer_key_of, new_version_id, parse_tagging_header,
-    preconditions, set_put_sse, shown_version, sse_of, Expected,
+    check_content_md5, customer_key_of, new_version_id, parse_tagging_header, preconditions,
+    shown_version, Expected,
 };
 use super::{db_error, engine_error, timestamp};
 use crate::lock;
 use crate::meta::{format_expires, ObjectMeta};
 use crate::policy::Need;
-use crate::sse::{self, CustomerKey};
+use crate::auth::Caller;
+use crate::sse::CustomerKey;
+use crate::sse_kms;
 use crate::store::{self, Bucket, ObjectRow, Part, Upload};
 use crate::store_ext::lock as lock_store;
 use crate::{ObjectStore, MAX_PUT_SIZE};
@@ -62,16 +64,25 @@ async fn forget_upload_lock(s: &ObjectStore, upload_id: &str) {
     }
 }
 
-/// The request's SSE-C key, checked against the upload's.
-fn upload_customer_key(
+/// The key the upload's parts are wrapped under: the request's SSE-C key
+/// (checked against the upload's), the upload's SSE-KMS key, or None.
+async fn upload_key<T>(
+    s: &ObjectStore,
+    req: &S3Request<T>,
     upload: &Upload,
     alg: &Option<String>,
     key: &Option<String>,
     md5: &Option<String>,
 ) -> S3Result<Option<CustomerKey>> {
     let given = customer_key_of(alg, key, md5)?;
-    sse::check_customer_key(&upload.sse, &upload.sse_key_hash, given.as_ref())?;
-    Ok(given)
+    s.read_key(
+        req.extensions.get::<Caller>(),
+        &upload.sse,
+        &upload.sse_key_id,
+        &upload.sse_key_hash,
+        given,
+    )
+    .await
 }
 
 pub async fn create(
@@ -80,12 +91,20 @@ pub async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
-    check_sse_request(input.server_side_encryption.as_ref())?;
     let customer = customer_key_of(
         &input.sse_customer_algorithm,
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
     )?;
+    let enc = s
+        .write_encryption(
+            req.extensions.get::<Caller>(),
+            &bucket,
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.as_deref(),
+            customer,
+        )
+        .await?;
     let id = hex::encode(rand::random::<[u8; 16]>());
     // Headers given now hold for the object; the bucket's default is
     // applied when the upload completes.
@@ -124,7 +143,6 @@ pub async fn create(
         Some(t) => serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default(),
         None => String::new(),
     };
-    let (sse_name, key_hash) = sse_of(customer.as_ref());
     let upload = Upload {
         meta: s
             .seal_meta(&bucket.project_id, &upload_identity(&id), &meta)
@@ -132,9 +150,9 @@ pub async fn create(
         id,
         bucket_id: bucket.id.clone(),
         key: input.key.clone(),
-        sse: sse_name,
-        sse_key_id: String::new(),
-        sse_key_hash: key_hash,
+        sse: enc.sse.clone(),
+        sse_key_id: enc.kms_key_id.clone(),
+        sse_key_hash: enc.key_hash.clone(),
         tags,
         initiator: super::caller(&req)?.context.user_id.clone(),
         created_at: store::now_us(),
@@ -148,12 +166,7 @@ pub async fn create(
         upload_id: Some(upload.id.clone()),
         ..Default::default()
     };
-    set_put_sse(
-        &mut out.server_side_encryption,
-        &mut out.sse_customer_algorithm,
-        &mut out.sse_customer_key_md5,
-        customer.as_ref(),
-    );
+    crate::report_sse!(out, &upload.sse, &upload.sse_key_id, enc.key.as_ref());
     Ok(S3Response::new(out))
 }
 
@@ -162,15 +175,18 @@ pub async fn upload_part(
     mut req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
     let bucket = s.bucket(&req, &req.input.bucket, Need::Write).await?;
-    let input = &mut req.input;
-    check_part_number(input.part_number)?;
-    let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
-    let customer = upload_customer_key(
+    check_part_number(req.input.part_number)?;
+    let upload = load_upload(s, &bucket, &req.input.key, &req.input.upload_id).await?;
+    let customer = upload_key(
+        s,
+        &req,
         &upload,
-        &input.sse_customer_algorithm,
-        &input.sse_customer_key,
-        &input.sse_customer_key_md5,
-    )?;
+        &req.input.sse_customer_algorithm,
+        &req.input.sse_customer_key,
+        &req.input.sse_customer_key_md5,
+    )
+    .await?;
+    let input = &mut req.input;
     if input
         .content_length
         .is_some_and(|l| l as u64 > MAX_PUT_SIZE)
@@ -222,12 +238,7 @@ pub async fn upload_part(
         e_tag: Some(ETag::Strong(etag)),
         ..Default::default()
     };
-    set_put_sse(
-        &mut out.server_side_encryption,
-        &mut out.sse_customer_algorithm,
-        &mut out.sse_customer_key_md5,
-        customer.as_ref(),
-    );
+    crate::report_sse!(out, &upload.sse, &upload.sse_key_id, customer.as_ref());
     Ok(S3Response::new(out))
 }
 
@@ -303,12 +314,15 @@ pub async fn upload_part_copy(
     let source_bucket = s.bucket(&req, src_bucket, Need::Read).await?;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
     let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
-    let customer = upload_customer_key(
+    let customer = upload_key(
+        s,
+        &req,
         &upload,
         &input.sse_customer_algorithm,
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
-    )?;
+    )
+    .await?;
     let src = s
         .load_object(&source_bucket, src_key, src_version.as_deref())
         .await?;
@@ -317,7 +331,15 @@ pub async fn upload_part_copy(
         &input.copy_source_sse_customer_key,
         &input.copy_source_sse_customer_key_md5,
     )?;
-    sse::check_customer_key(&src.sse, &src.sse_key_hash, src_customer.as_ref())?;
+    let src_wrap = s
+        .read_key(
+            req.extensions.get::<Caller>(),
+            &src.sse,
+            &src.sse_key_id,
+            &src.sse_key_hash,
+            src_customer,
+        )
+        .await?;
     preconditions(
         &src,
         input.copy_source_if_match.as_ref(),
@@ -336,7 +358,7 @@ pub async fn upload_part_copy(
         .object_stream(
             &source_bucket.project_id,
             &src,
-            src_customer.as_ref(),
+            src_wrap.as_ref(),
             range,
         )
         .await?;
@@ -371,12 +393,15 @@ pub async fn complete(
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
     let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
-    upload_customer_key(
+    upload_key(
+        s,
+        &req,
         &upload,
         &input.sse_customer_algorithm,
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
-    )?;
+    )
+    .await?;
     let requested = input
         .multipart_upload
         .as_ref()
@@ -486,11 +511,9 @@ pub async fn complete(
         version_id: shown_version(&bucket, &row.version_id),
         ..Default::default()
     };
-    if upload.sse != sse::SSE_C {
-        out.server_side_encryption = Some(ServerSideEncryption::from_static(
-            ServerSideEncryption::AES256,
-        ));
-    }
+    let reported = sse_kms::reported(&upload.sse, &upload.sse_key_id, None);
+    out.server_side_encryption = reported.sse;
+    out.ssekms_key_id = reported.kms_key_id;
     Ok(S3Response::new(out))
 }
 

@@ -10,10 +10,11 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use super::bucket::{check_tags, tag_set};
 use super::{db_error, engine_error, timestamp, unix_seconds};
 use crate::engine::{Engine, Staged, Written};
+use crate::auth::Caller;
 use crate::lock;
 use crate::meta::{format_expires, parse_expires, ObjectMeta};
 use crate::policy::{self, Need};
-use crate::sse::{self, CustomerKey, SSE_C, SSE_S3};
+use crate::sse::{self, CustomerKey};
 use crate::store::{self, Bucket, ObjectRow};
 use crate::store_ext::lock::{self as lock_store, Removal};
 use crate::{ObjectStore, MAX_PUT_SIZE};
@@ -301,24 +302,6 @@ pub(crate) fn customer_key_of(
     sse::customer_key(alg.as_deref(), key.as_deref(), md5.as_deref())
 }
 
-/// Refuses SSE choices this region does not offer.
-pub(crate) fn check_sse_request(sse: Option<&ServerSideEncryption>) -> S3Result<()> {
-    match sse.map(|s| s.as_str()) {
-        None | Some(ServerSideEncryption::AES256) => Ok(()),
-        Some(other) => Err(s3_error!(
-            NotImplemented,
-            "Server-side encryption {other} is not available in this region yet."
-        )),
-    }
-}
-
-pub(crate) fn sse_of(customer: Option<&CustomerKey>) -> (String, String) {
-    match customer {
-        Some(c) => (SSE_C.to_string(), sse::key_hash(&c.key)),
-        None => (SSE_S3.to_string(), String::new()),
-    }
-}
-
 pub async fn put(
     s: &ObjectStore,
     mut req: S3Request<PutObjectInput>,
@@ -334,12 +317,20 @@ pub async fn put(
             "Your proposed upload exceeds the maximum allowed object size."
         ));
     }
-    check_sse_request(input.server_side_encryption.as_ref())?;
     let customer = customer_key_of(
         &input.sse_customer_algorithm,
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
     )?;
+    let enc = s
+        .write_encryption(
+            req.extensions.get::<Caller>(),
+            &bucket,
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.as_deref(),
+            customer,
+        )
+        .await?;
     let lock = lock::requested(
         &bucket,
         input.object_lock_mode.as_ref(),
@@ -381,7 +372,7 @@ pub async fn put(
     let (staged, written) = s
         .ingest(
             &bucket.project_id,
-            customer.as_ref(),
+            enc.key.as_ref(),
             body,
             MAX_PUT_SIZE,
             hasher,
@@ -422,7 +413,6 @@ pub async fn put(
         Some(t) => serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default(),
         None => String::new(),
     };
-    let (sse_name, key_hash) = sse_of(customer.as_ref());
     let row = ObjectRow {
         meta: s.seal_meta(&bucket.project_id, &id, &meta).await?,
         id,
@@ -435,9 +425,9 @@ pub async fn put(
         etag: hex::encode(written.md5),
         last_modified: store::now_us(),
         segments: vec![(file_id, written.size)],
-        sse: sse_name,
-        sse_key_id: String::new(),
-        sse_key_hash: key_hash,
+        sse: enc.sse.clone(),
+        sse_key_id: enc.kms_key_id.clone(),
+        sse_key_hash: enc.key_hash.clone(),
         tags,
         lock_mode: lock.mode,
         lock_until: lock.until,
@@ -450,12 +440,7 @@ pub async fn put(
         version_id: shown_version(&bucket, &row.version_id),
         ..Default::default()
     };
-    set_put_sse(
-        &mut out.server_side_encryption,
-        &mut out.sse_customer_algorithm,
-        &mut out.sse_customer_key_md5,
-        customer.as_ref(),
-    );
+    crate::report_sse!(out, &row.sse, &row.sse_key_id, enc.key.as_ref());
     if let Some((name, value)) = checksum {
         match name.as_str() {
             "crc32" => out.checksum_crc32 = Some(value),
@@ -466,25 +451,6 @@ pub async fn put(
         }
     }
     Ok(S3Response::new(out))
-}
-
-pub(crate) fn set_put_sse(
-    sse: &mut Option<ServerSideEncryption>,
-    alg: &mut Option<String>,
-    md5: &mut Option<String>,
-    customer: Option<&CustomerKey>,
-) {
-    match customer {
-        Some(c) => {
-            *alg = Some("AES256".into());
-            *md5 = Some(c.key_md5.clone());
-        }
-        None => {
-            *sse = Some(ServerSideEncryption::from_static(
-                ServerSideEncryption::AES256,
-            ))
-        }
-    }
 }
 
 /// `x-amz-tagging: k1=v1&k2=v2` (URL-encoded).
@@ -593,7 +559,15 @@ pub async fn get(
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
     )?;
-    sse::check_customer_key(&row.sse, &row.sse_key_hash, customer.as_ref())?;
+    let customer = s
+        .read_key(
+            req.extensions.get::<Caller>(),
+            &row.sse,
+            &row.sse_key_id,
+            &row.sse_key_hash,
+            customer,
+        )
+        .await?;
     preconditions(
         &row,
         input.if_match.as_ref(),
@@ -654,12 +628,7 @@ pub async fn get(
             .then_some(row.segments.len() as i32),
         ..Default::default()
     };
-    set_put_sse(
-        &mut out.server_side_encryption,
-        &mut out.sse_customer_algorithm,
-        &mut out.sse_customer_key_md5,
-        customer.as_ref(),
-    );
+    crate::report_sse!(out, &row.sse, &row.sse_key_id, customer.as_ref());
     if selected.is_none() {
         set_checksum_out(
             &meta,
@@ -751,12 +720,7 @@ pub async fn head(
             .then_some(row.segments.len() as i32),
         ..Default::default()
     };
-    set_put_sse(
-        &mut out.server_side_encryption,
-        &mut out.sse_customer_algorithm,
-        &mut out.sse_customer_key_md5,
-        customer.as_ref(),
-    );
+    crate::report_sse!(out, &row.sse, &row.sse_key_id, customer.as_ref());
     set_checksum_out(
         &meta,
         &mut out.checksum_crc32,
@@ -968,7 +932,15 @@ pub async fn copy(
         &input.copy_source_sse_customer_key,
         &input.copy_source_sse_customer_key_md5,
     )?;
-    sse::check_customer_key(&src.sse, &src.sse_key_hash, src_customer.as_ref())?;
+    let src_wrap = s
+        .read_key(
+            req.extensions.get::<Caller>(),
+            &src.sse,
+            &src.sse_key_id,
+            &src.sse_key_hash,
+            src_customer,
+        )
+        .await?;
     preconditions(
         &src,
         input.copy_source_if_match.as_ref(),
@@ -982,12 +954,23 @@ pub async fn copy(
             )
         },
     )?;
-    check_sse_request(input.server_side_encryption.as_ref())?;
     let customer = customer_key_of(
         &input.sse_customer_algorithm,
         &input.sse_customer_key,
         &input.sse_customer_key_md5,
     )?;
+    let asks_encryption = customer.is_some()
+        || input.server_side_encryption.is_some()
+        || input.ssekms_key_id.is_some();
+    let enc = s
+        .write_encryption(
+            req.extensions.get::<Caller>(),
+            &dest_bucket,
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.as_deref(),
+            customer,
+        )
+        .await?;
     let lock = lock::requested(
         &dest_bucket,
         input.object_lock_mode.as_ref(),
@@ -1002,9 +985,8 @@ pub async fn copy(
     let same_object = source_bucket.id == dest_bucket.id && **src_key == *input.key;
     if same_object
         && !replace
-        && customer.is_none()
-        && src_customer.is_none()
-        && input.server_side_encryption.is_none()
+        && !asks_encryption
+        && src.sse != sse::SSE_C
         && input.storage_class.is_none()
         && input.website_redirect_location.is_none()
     {
@@ -1028,14 +1010,14 @@ pub async fn copy(
         .object_stream(
             &source_bucket.project_id,
             &src,
-            src_customer.as_ref(),
+            src_wrap.as_ref(),
             0..src.size,
         )
         .await?;
     let (staged, written) = s
         .ingest(
             &dest_bucket.project_id,
-            customer.as_ref(),
+            enc.key.as_ref(),
             Box::pin(body),
             MAX_PUT_SIZE,
             ChecksumHasher::default(),
@@ -1077,7 +1059,6 @@ pub async fn copy(
         _ => src.tags.clone(),
     };
     let id = uuid::Uuid::new_v4().to_string();
-    let (sse_name, key_hash) = sse_of(customer.as_ref());
     let row = ObjectRow {
         meta: s.seal_meta(&dest_bucket.project_id, &id, &meta).await?,
         id,
@@ -1089,8 +1070,9 @@ pub async fn copy(
         etag: hex::encode(written.md5),
         last_modified: store::now_us(),
         segments: vec![(file_id, written.size)],
-        sse: sse_name,
-        sse_key_hash: key_hash,
+        sse: enc.sse.clone(),
+        sse_key_id: enc.kms_key_id.clone(),
+        sse_key_hash: enc.key_hash.clone(),
         tags,
         lock_mode: lock.mode,
         lock_until: lock.until,
@@ -1108,12 +1090,7 @@ pub async fn copy(
         copy_source_version_id: shown_version(&source_bucket, &src.version_id),
         ..Default::default()
     };
-    set_put_sse(
-        &mut out.server_side_encryption,
-        &mut out.sse_customer_algorithm,
-        &mut out.sse_customer_key_md5,
-        customer.as_ref(),
-    );
+    crate::report_sse!(out, &row.sse, &row.sse_key_id, enc.key.as_ref());
     Ok(S3Response::new(out))
 }
 
