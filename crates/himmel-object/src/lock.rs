@@ -54,8 +54,7 @@ impl Lock {
 
     /// Whether the version may be deleted at `now`.
     pub fn may_delete(&self, now: i64, bypass_governance: bool) -> bool {
-        !self.legal_hold
-            && (!self.retained(now) || (self.mode == GOVERNANCE && bypass_governance))
+        !self.legal_hold && (!self.retained(now) || (self.mode == GOVERNANCE && bypass_governance))
     }
 }
 
@@ -207,12 +206,10 @@ pub fn requested(
                 lock.until = d.until(now);
             }
         }
-        _ => {
-            return Err(s3_error!(
-                InvalidArgument,
-                "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
-            ))
-        }
+        _ => return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
+        )),
     }
     Ok(lock)
 }
@@ -235,8 +232,14 @@ mod tests {
         assert!(!lock(COMPLIANCE, 2_000, false).may_delete(now, true));
         assert!(!lock(GOVERNANCE, 2_000, false).may_delete(now, false));
         assert!(lock(GOVERNANCE, 2_000, false).may_delete(now, true));
-        assert!(lock(COMPLIANCE, 500, false).may_delete(now, false), "expired");
-        assert!(!lock(COMPLIANCE, 500, true).may_delete(now, true), "legal hold");
+        assert!(
+            lock(COMPLIANCE, 500, false).may_delete(now, false),
+            "expired"
+        );
+        assert!(
+            !lock(COMPLIANCE, 500, true).may_delete(now, true),
+            "legal hold"
+        );
         assert!(!lock("", 0, true).may_delete(now, true), "legal hold");
         assert!(lock("", 0, false).may_delete(now, false));
     }
@@ -245,18 +248,42 @@ mod tests {
     fn compliance_retention_only_grows() {
         let now = 1_000;
         let c = lock(COMPLIANCE, 2_000, false);
-        assert_eq!(retention_change(&c, COMPLIANCE, 3_000, now), Change::Allowed);
-        assert_eq!(retention_change(&c, COMPLIANCE, 2_000, now), Change::Allowed);
-        assert_eq!(retention_change(&c, COMPLIANCE, 1_500, now), Change::Refused);
-        assert_eq!(retention_change(&c, GOVERNANCE, 9_000, now), Change::Refused);
+        assert_eq!(
+            retention_change(&c, COMPLIANCE, 3_000, now),
+            Change::Allowed
+        );
+        assert_eq!(
+            retention_change(&c, COMPLIANCE, 2_000, now),
+            Change::Allowed
+        );
+        assert_eq!(
+            retention_change(&c, COMPLIANCE, 1_500, now),
+            Change::Refused
+        );
+        assert_eq!(
+            retention_change(&c, GOVERNANCE, 9_000, now),
+            Change::Refused
+        );
         assert_eq!(retention_change(&c, "", 0, now), Change::Refused);
         let g = lock(GOVERNANCE, 2_000, false);
-        assert_eq!(retention_change(&g, GOVERNANCE, 3_000, now), Change::Allowed);
-        assert_eq!(retention_change(&g, COMPLIANCE, 2_000, now), Change::Allowed);
-        assert_eq!(retention_change(&g, GOVERNANCE, 1_500, now), Change::NeedsBypass);
+        assert_eq!(
+            retention_change(&g, GOVERNANCE, 3_000, now),
+            Change::Allowed
+        );
+        assert_eq!(
+            retention_change(&g, COMPLIANCE, 2_000, now),
+            Change::Allowed
+        );
+        assert_eq!(
+            retention_change(&g, GOVERNANCE, 1_500, now),
+            Change::NeedsBypass
+        );
         assert_eq!(retention_change(&g, "", 0, now), Change::NeedsBypass);
         let expired = lock(COMPLIANCE, 900, false);
-        assert_eq!(retention_change(&expired, GOVERNANCE, 1_100, now), Change::Allowed);
+        assert_eq!(
+            retention_change(&expired, GOVERNANCE, 1_100, now),
+            Change::Allowed
+        );
     }
 
     #[test]

@@ -91,11 +91,7 @@ impl ObjectStore {
             )
         };
         let secret = match km
-            .secret_for(
-                &himmel_kms::policy::SECRET_DECRYPT,
-                &caller.context,
-                &id,
-            )
+            .secret_for(&himmel_kms::policy::SECRET_DECRYPT, &caller.context, &id)
             .await
         {
             Ok((secret, _)) => secret,
@@ -257,13 +253,17 @@ pub fn reported(sse: &str, kms_key_id: &str, customer: Option<&CustomerKey>) -> 
             customer_key_md5: customer.map(|c| c.key_md5.clone()),
         },
         SSE_KMS => Reported {
-            sse: Some(ServerSideEncryption::from_static(ServerSideEncryption::AWS_KMS)),
+            sse: Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AWS_KMS,
+            )),
             kms_key_id: (!kms_key_id.is_empty()).then(|| kms_key_id.to_string()),
             customer_algorithm: None,
             customer_key_md5: None,
         },
         _ => Reported {
-            sse: Some(ServerSideEncryption::from_static(ServerSideEncryption::AES256)),
+            sse: Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AES256,
+            )),
             kms_key_id: None,
             customer_algorithm: None,
             customer_key_md5: None,
@@ -291,7 +291,10 @@ mod tests {
     fn key_ids_name_secrets_by_uuid_href_or_arn() {
         let id = "0f2a6d8e-4b1c-4a55-9e0e-2f1b3c4d5e6f";
         assert_eq!(secret_id(id), id);
-        assert_eq!(secret_id(&format!("https://region/key-manager/v1/secrets/{id}")), id);
+        assert_eq!(
+            secret_id(&format!("https://region/key-manager/v1/secrets/{id}")),
+            id
+        );
         assert_eq!(secret_id(&format!("arn:aws:kms:regionone:p:key/{id}")), id);
     }
 

@@ -21,8 +21,7 @@ pub async fn put_configuration(
         .object_lock_configuration
         .as_ref()
         .ok_or_else(|| s3_error!(MalformedXML, "The object lock configuration is missing."))?;
-    if config.object_lock_enabled.as_ref().map(|e| e.as_str()) != Some(ObjectLockEnabled::ENABLED)
-    {
+    if config.object_lock_enabled.as_ref().map(|e| e.as_str()) != Some(ObjectLockEnabled::ENABLED) {
         return Err(s3_error!(
             MalformedXML,
             "ObjectLockEnabled must be Enabled."
@@ -77,9 +76,7 @@ pub async fn get_configuration(
     });
     Ok(S3Response::new(GetObjectLockConfigurationOutput {
         object_lock_configuration: Some(ObjectLockConfiguration {
-            object_lock_enabled: Some(ObjectLockEnabled::from_static(
-                ObjectLockEnabled::ENABLED,
-            )),
+            object_lock_enabled: Some(ObjectLockEnabled::from_static(ObjectLockEnabled::ENABLED)),
             rule,
         }),
     }))

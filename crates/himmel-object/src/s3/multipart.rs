@@ -11,10 +11,10 @@ use super::object::{
     shown_version, Expected,
 };
 use super::{db_error, engine_error, timestamp};
+use crate::auth::Caller;
 use crate::lock;
 use crate::meta::{format_expires, ObjectMeta};
 use crate::policy::Need;
-use crate::auth::Caller;
 use crate::sse::CustomerKey;
 use crate::sse_kms;
 use crate::store::{self, Bucket, ObjectRow, Part, Upload};
@@ -355,12 +355,7 @@ pub async fn upload_part_copy(
     )?;
     let range = copy_range(input.copy_source_range.as_deref(), src.size)?;
     let body = s
-        .object_stream(
-            &source_bucket.project_id,
-            &src,
-            src_wrap.as_ref(),
-            range,
-        )
+        .object_stream(&source_bucket.project_id, &src, src_wrap.as_ref(), range)
         .await?;
     let (staged, written) = s
         .ingest(

@@ -9,8 +9,8 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 use super::bucket::{check_tags, tag_set};
 use super::{db_error, engine_error, timestamp, unix_seconds};
-use crate::engine::{Engine, Staged, Written};
 use crate::auth::Caller;
+use crate::engine::{Engine, Staged, Written};
 use crate::lock;
 use crate::meta::{format_expires, parse_expires, ObjectMeta};
 use crate::policy::{self, Need};
@@ -432,7 +432,6 @@ pub async fn put(
         lock_mode: lock.mode,
         lock_until: lock.until,
         legal_hold: lock.legal_hold,
-        ..Default::default()
     };
     s.commit_object(&row).await?;
     let mut out = PutObjectOutput {
@@ -841,14 +840,7 @@ pub async fn delete(
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
     let bypass = bypass(&req.extensions, &bucket, input.bypass_governance_retention);
-    let d = delete_one(
-        s,
-        &bucket,
-        &input.key,
-        input.version_id.as_deref(),
-        bypass,
-    )
-    .await?;
+    let d = delete_one(s, &bucket, &input.key, input.version_id.as_deref(), bypass).await?;
     Ok(S3Response::with_status(
         DeleteObjectOutput {
             delete_marker: d.delete_marker.then_some(true),
