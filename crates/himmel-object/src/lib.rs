@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bucket_policy;
 mod commit;
 pub mod engine;
 mod list;

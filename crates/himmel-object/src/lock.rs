@@ -206,10 +206,12 @@ pub fn requested(
                 lock.until = d.until(now);
             }
         }
-        _ => return Err(s3_error!(
+        _ => {
+            return Err(s3_error!(
             InvalidArgument,
             "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
-        )),
+        ))
+        }
     }
     Ok(lock)
 }

@@ -426,3 +426,67 @@ pub async fn put_acl(
     store::update_bucket(s.db(), &b).await.map_err(db_error)?;
     Ok(S3Response::new(PutBucketAclOutput {}))
 }
+
+pub async fn put_policy(
+    s: &ObjectStore,
+    req: S3Request<PutBucketPolicyInput>,
+) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+    let mut b = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
+    if let Err(why) = crate::bucket_policy::parse(&req.input.policy, &b.name) {
+        return Err(s3_error!(MalformedPolicy, "{why}"));
+    }
+    b.config.policy = Some(req.input.policy.clone());
+    store::update_bucket(s.db(), &b).await.map_err(db_error)?;
+    Ok(S3Response::with_status(
+        PutBucketPolicyOutput {},
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+pub async fn get_policy(
+    s: &ObjectStore,
+    req: S3Request<GetBucketPolicyInput>,
+) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+    let b = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
+    let Some(policy) = b.config.policy else {
+        return Err(s3_error!(
+            NoSuchBucketPolicy,
+            "The bucket policy does not exist"
+        ));
+    };
+    Ok(S3Response::new(GetBucketPolicyOutput {
+        policy: Some(policy),
+    }))
+}
+
+pub async fn delete_policy(
+    s: &ObjectStore,
+    req: S3Request<DeleteBucketPolicyInput>,
+) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+    let mut b = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
+    b.config.policy = None;
+    store::update_bucket(s.db(), &b).await.map_err(db_error)?;
+    Ok(S3Response::with_status(
+        DeleteBucketPolicyOutput {},
+        http::StatusCode::NO_CONTENT,
+    ))
+}
+
+pub async fn get_policy_status(
+    s: &ObjectStore,
+    req: S3Request<GetBucketPolicyStatusInput>,
+) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+    let b = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
+    let Some(doc) = b.config.policy else {
+        return Err(s3_error!(
+            NoSuchBucketPolicy,
+            "The bucket policy does not exist"
+        ));
+    };
+    let public = crate::bucket_policy::parse(&doc, &b.name).is_ok_and(|p| p.is_public());
+    Ok(S3Response::new(GetBucketPolicyStatusOutput {
+        policy_status: Some(PolicyStatus {
+            is_public: Some(public),
+        }),
+    }))
+}

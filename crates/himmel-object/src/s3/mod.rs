@@ -69,6 +69,18 @@ impl ObjectStore {
         name: &str,
         need: Need,
     ) -> S3Result<Bucket> {
+        self.bucket_for_key(req, name, need, None).await
+    }
+
+    /// Like [`ObjectStore::bucket`], for an object other than the one the
+    /// request's path names (a copy's source).
+    pub(crate) async fn bucket_for_key<T>(
+        &self,
+        req: &S3Request<T>,
+        name: &str,
+        need: Need,
+        key: Option<&str>,
+    ) -> S3Result<Bucket> {
         let bucket = store::get_bucket(self.db(), name).await.map_err(db_error)?;
         let caller = req.extensions.get::<Caller>();
         let Some(bucket) = bucket else {
@@ -82,7 +94,9 @@ impl ObjectStore {
         if let Some(slot) = req.extensions.get::<Slot>() {
             slot.with(|n| n.data_events = bucket.config.audit_data_events);
         }
-        policy::check(caller, &bucket, need)?;
+        if !policy::decide(caller, req.extensions.get(), &bucket, need, key) {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
         Ok(bucket)
     }
 }
@@ -367,5 +381,33 @@ impl S3 for ObjectStore {
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
         bucket::delete_encryption(self, req).await
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        bucket::put_policy(self, req).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        bucket::get_policy(self, req).await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        bucket::delete_policy(self, req).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        bucket::get_policy_status(self, req).await
     }
 }

@@ -311,7 +311,9 @@ pub async fn upload_part_copy(
             "Only bucket copy sources are supported."
         ));
     };
-    let source_bucket = s.bucket(&req, src_bucket, Need::Read).await?;
+    let source_bucket = s
+        .bucket_for_key(&req, src_bucket, Need::Read, Some(src_key))
+        .await?;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
     let upload = load_upload(s, &bucket, &input.key, &input.upload_id).await?;
     let customer = upload_key(

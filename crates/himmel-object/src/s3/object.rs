@@ -914,7 +914,9 @@ pub async fn copy(
             "Only bucket copy sources are supported."
         ));
     };
-    let source_bucket = s.bucket(&req, src_bucket, Need::Read).await?;
+    let source_bucket = s
+        .bucket_for_key(&req, src_bucket, Need::Read, Some(src_key))
+        .await?;
     let dest_bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
     let src = s
         .load_object(&source_bucket, src_key, src_version.as_deref())
