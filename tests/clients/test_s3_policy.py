@@ -82,7 +82,7 @@ def test_address_and_transport_conditions(owned):
     assert s3.get_object(Bucket=bucket, Key="pub/page.html")["Body"].read() == b"<p>open data</p>"
     s3.put_bucket_policy(Bucket=bucket, Policy=policy(
         {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": everything,
-         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}}))
+         "Condition": {"IpAddress": {"aws:SourceIp": ["127.0.0.0/8", "::1/128"]}}}))
     assert error_of(s3.get_object, Bucket=bucket, Key="pub/page.html") == (403, "AccessDenied")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["private/notes", "pub/page.html"]
     # the S3 listener speaks plain HTTP: a policy demanding TLS refuses it
