@@ -85,9 +85,15 @@ pub fn links(netns: Option<&str>) -> Result<Vec<Link>> {
 pub fn link(netns: Option<&str>, name: &str) -> Result<Option<Link>> {
     match ip(netns, &["-d", "-j", "link", "show", "dev", name]) {
         Ok(json) => Ok(parse_links(&json)?.into_iter().find(|l| l.name == name)),
-        Err(e) if e.to_string().contains("does not exist") => Ok(None),
+        // "No such device": it went between ip's name lookup and its query (a veth deleted
+        // with its peer, a namespace going away); gone all the same.
+        Err(e) if is_gone(&e.to_string()) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+fn is_gone(message: &str) -> bool {
+    message.contains("does not exist") || message.contains("No such device")
 }
 
 /// Deletes a link; one that is already gone is fine (deleting a veth or a

@@ -257,14 +257,13 @@ async fn hypervisor(s: &Settings) -> Option<Arc<dyn himmel_compute::host::Host>>
     }
     let prefix = s.dataplane.prefix.clone();
     let state_dir = s.data_dir.join("compute").join("hypervisor");
-    // The KVM probe runs a guest briefly.
     let made = tokio::task::spawn_blocking(move || {
         himmel_agent::hypervisor::Hypervisor::new(&prefix, state_dir)
     })
     .await;
     match made {
         Ok(Ok(hv)) => {
-            tracing::info!(kvm = hv.kvm(), "compute: hypervisor ready");
+            tracing::info!("compute: hypervisor ready");
             Some(Arc::new(hv))
         }
         Ok(Err(e)) => {

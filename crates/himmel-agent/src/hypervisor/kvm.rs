@@ -60,6 +60,10 @@ fn run(payload: &Path) -> Result<(), String> {
             "kvm",
             "-machine",
             "pc",
+            // The CPU model guests get: some hosts start a default-model KVM guest but refuse
+            // `host` (an MSR it cannot set), and that must count as no KVM.
+            "-cpu",
+            "host",
             "-m",
             "16",
             "-nodefaults",

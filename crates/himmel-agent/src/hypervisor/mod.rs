@@ -28,7 +28,7 @@ mod sys;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -128,35 +128,36 @@ const SOFT_REBOOT_GRACE: Duration = Duration::from_secs(30);
 pub struct Hypervisor {
     state_dir: PathBuf,
     names: Names,
-    kvm: bool,
+    /// Whether QEMU can use KVM, probed on first need: the probe runs a guest for up to a few
+    /// seconds, which a region's start must not wait for.
+    kvm: OnceLock<bool>,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Hypervisor {
-    /// A hypervisor keeping its instances' state under `state_dir`. Probes once per process
-    /// whether QEMU can use KVM (by running a guest briefly); without it VMs use TCG.
+    /// A hypervisor keeping its instances' state under `state_dir`. Whether QEMU can use KVM is
+    /// probed once, when first needed (by running a guest briefly); without it VMs use TCG.
     pub fn new(prefix: &str, state_dir: PathBuf) -> Result<Hypervisor> {
         let names = Names::new(prefix)?;
         fs::create_dir_all(&state_dir)
             .map_err(|e| Error::io(format!("creating {}", state_dir.display()), e))?;
-        let kvm = kvm::available(&state_dir);
         Ok(Hypervisor {
             state_dir,
             names,
-            kvm,
+            kvm: OnceLock::new(),
             locks: Mutex::default(),
         })
     }
 
     /// VMs use TCG even where KVM works (benchmarks compare the two).
-    pub fn without_kvm(mut self) -> Hypervisor {
-        self.kvm = false;
+    pub fn without_kvm(self) -> Hypervisor {
+        let _ = self.kvm.set(false);
         self
     }
 
     /// Whether VMs run with KVM (else TCG).
     pub fn kvm(&self) -> bool {
-        self.kvm
+        *self.kvm.get_or_init(|| kvm::available(&self.state_dir))
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -228,7 +229,7 @@ impl Hypervisor {
         }
         let record = match spec.driver {
             Driver::Namespace => namespace::start(&self.names, &dir, &ns, spec)?,
-            Driver::Qemu => qemu::start(&dir, &ns, spec, self.kvm)?,
+            Driver::Qemu => qemu::start(&dir, &ns, spec, self.kvm())?,
         };
         record.save(&dir)?;
         Ok(InstanceStatus {
