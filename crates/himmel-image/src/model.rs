@@ -85,6 +85,9 @@ impl Visibility {
     }
 }
 
+/// The one store image data lives in (`GET /v2/info/stores`).
+pub const STORE_ID: &str = "local";
+
 pub const DISK_FORMATS: &[&str] = &[
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
 ];
@@ -238,6 +241,11 @@ impl Image {
         if let Value::Object(core) = core {
             m.extend(core);
         }
+        // Like Glance with stores, an image whose data is in place names
+        // the store (clients wait for it after an import).
+        if self.data.is_some() && matches!(self.status, Status::Active | Status::Deactivated) {
+            m.insert("stores".into(), Value::String(STORE_ID.into()));
+        }
         Value::Object(m)
     }
 
@@ -324,6 +332,21 @@ mod tests {
         assert_eq!(v["status"], "queued");
         assert_eq!(v["visibility"], "shared");
         assert_eq!(v["self"], "/v2/images/i1");
+    }
+
+    #[test]
+    fn only_images_with_their_data_in_place_name_the_store() {
+        let mut i = Image::new("i1".into(), "p1".into());
+        assert!(i.to_json().get("stores").is_none());
+        i.data = Some(StoredData {
+            file_id: "f1".into(),
+            key_project: "p1".into(),
+            data_key: vec![0; 32],
+        });
+        i.status = Status::Importing;
+        assert!(i.to_json().get("stores").is_none());
+        i.status = Status::Active;
+        assert_eq!(i.to_json()["stores"], STORE_ID);
     }
 
     #[test]

@@ -140,6 +140,40 @@ fn is_core(key: &str) -> bool {
     model::SETTABLE.contains(&key)
 }
 
+/// The operation name and path of one patch object: the standard form
+/// `{"op": "replace", "path": "/name"}` (v2.1 media type) or the older
+/// draft form `{"replace": "/name"}` that clients still send with the v2.0
+/// media type.
+fn operation(obj: &serde_json::Map<String, Value>) -> Result<(&str, &str), Error> {
+    if let Some(name) = obj.get("op") {
+        let name = name
+            .as_str()
+            .ok_or_else(|| Error::BadRequest("'op' must be a string.".into()))?;
+        let path = obj
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::BadRequest("Operation objects must contain 'path'.".into()))?;
+        return Ok((name, path));
+    }
+    let mut named = ["add", "replace", "remove"]
+        .into_iter()
+        .filter_map(|name| obj.get(name).map(|path| (name, path)));
+    match (named.next(), named.next()) {
+        (Some((name, path)), None) => {
+            let path = path.as_str().ok_or_else(|| {
+                Error::BadRequest(format!("The path of operation '{name}' must be a string."))
+            })?;
+            Ok((name, path))
+        }
+        (Some(_), Some(_)) => Err(Error::BadRequest(
+            "An operation object names exactly one of add, replace or remove.".into(),
+        )),
+        (None, _) => Err(Error::BadRequest(
+            "Operation objects must contain 'op' and 'path'.".into(),
+        )),
+    }
+}
+
 /// Applies a JSON-patch document (a list of add/replace/remove operations
 /// on top-level paths) to `image`.
 pub fn apply(image: &mut Image, doc: &Value) -> Result<(), Error> {
@@ -150,14 +184,7 @@ pub fn apply(image: &mut Image, doc: &Value) -> Result<(), Error> {
         let obj = op
             .as_object()
             .ok_or_else(|| Error::BadRequest("Operations must be JSON objects.".into()))?;
-        let name = obj
-            .get("op")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::BadRequest("Operation objects must contain 'op'.".into()))?;
-        let path = obj
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::BadRequest("Operation objects must contain 'path'.".into()))?;
+        let (name, path) = operation(obj)?;
         let key = parse_path(path)?;
         match name {
             "add" | "replace" => {
@@ -211,6 +238,29 @@ mod tests {
 
     fn image() -> Image {
         Image::new("i".into(), "p".into())
+    }
+
+    #[test]
+    fn draft_form_names_the_operation_as_its_key() {
+        let mut i = image();
+        apply(
+            &mut i,
+            &json!([
+                {"replace": "/name", "value": "debian"},
+                {"add": "/os_distro", "value": "debian"},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(i.name.as_deref(), Some("debian"));
+        apply(&mut i, &json!([{"remove": "/os_distro"}])).unwrap();
+        assert!(!i.properties.contains_key("os_distro"));
+        for bad in [
+            json!([{"add": "/a", "replace": "/a", "value": "x"}]),
+            json!([{"replace": 3, "value": "x"}]),
+            json!([{"value": "x"}]),
+        ] {
+            assert!(matches!(apply(&mut i, &bad), Err(Error::BadRequest(_))));
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Glance's secure-RBAC defaults as data: one operation per API call with
 //! the rule that guards it. Project members create and change their
-//! project's images, readers list, show and download, only the cloud
-//! administrator publicizes images or (de)activates them. What a rule
+//! project's images and (de)activate them, readers list, show and
+//! download, only the cloud administrator publicizes images. What a rule
 //! cannot say is in [`crate::access`]: public, community and shared images
 //! are readable beyond their project, and an image the caller cannot see is
 //! a 404. Membership changes (accept/reject) belong to the member project,
@@ -54,8 +54,8 @@ operations! {
     DOWNLOAD_IMAGE = "image:download_image", "image/image", [ADMIN, SYSTEM_READER, READER];
     STAGE_IMAGE = "image:stage_image", "image/image", [ADMIN, MEMBER];
     IMPORT_IMAGE = "image:import_image", "image/image", [ADMIN, MEMBER];
-    DEACTIVATE = "image:deactivate", "image/image", [ADMIN];
-    REACTIVATE = "image:reactivate", "image/image", [ADMIN];
+    DEACTIVATE = "image:deactivate", "image/image", [ADMIN, MEMBER];
+    REACTIVATE = "image:reactivate", "image/image", [ADMIN, MEMBER];
 
     ADD_MEMBER = "image:add_member", "image/member", [ADMIN, MEMBER];
     GET_MEMBERS = "image:get_members", "image/member", [ADMIN, SYSTEM_READER, READER];

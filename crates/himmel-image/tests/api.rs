@@ -780,10 +780,16 @@ async fn stage_import_deactivate_and_schemas(r: Region) {
         "the staged copy is gone"
     );
 
-    // Deactivation is for administrators; downloads stop for others.
+    // The owner's members (de)activate; downloads stop for all but the
+    // administrator; other projects cannot deactivate.
+    let bob = r.member("bob", "member").await;
     let path = format!("/v2/images/{id}/actions/deactivate");
-    assert_eq!(r.send("POST", &path, &alice.token, None).await.status, 403);
-    assert_eq!(r.send("POST", &path, &r.admin, None).await.status, 204);
+    assert_eq!(r.send("POST", &path, &bob.token, None).await.status, 404);
+    assert_eq!(r.send("POST", &path, &alice.token, None).await.status, 204);
+    let (_, v) = r
+        .call("GET", &format!("/v2/images/{id}"), &alice.token, None)
+        .await;
+    assert_eq!(v["status"], "deactivated");
     let got = r
         .send("GET", &format!("/v2/images/{id}/file"), &alice.token, None)
         .await;
@@ -793,7 +799,12 @@ async fn stage_import_deactivate_and_schemas(r: Region) {
         .await;
     assert_eq!(got.status, 200);
     let path = format!("/v2/images/{id}/actions/reactivate");
-    assert_eq!(r.send("POST", &path, &r.admin, None).await.status, 204);
+    assert_eq!(r.send("POST", &path, &alice.token, None).await.status, 204);
+    let (_, v) = r
+        .call("GET", &format!("/v2/images/{id}"), &alice.token, None)
+        .await;
+    assert_eq!(v["status"], "active");
+    assert_eq!(v["stores"], "local");
     let got = r
         .send("GET", &format!("/v2/images/{id}/file"), &alice.token, None)
         .await;

@@ -223,7 +223,7 @@ async fn import_info() -> Json<Value> {
 
 async fn stores_info() -> Json<Value> {
     Json(json!({"stores": [{
-        "id": "local",
+        "id": crate::model::STORE_ID,
         "description": "Image data encrypted at rest in the region's data directory.",
         "default": true,
     }]}))
