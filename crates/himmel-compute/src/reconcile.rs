@@ -498,8 +498,8 @@ async fn remove(s: &ComputeService, server: &Server) -> Result<(), Error> {
     Ok(())
 }
 
-/// Instances and ports nobody wants any more (after a crash between a
-/// delete's steps, or a server row removed by hand).
+/// Instances nobody wants any more (after a crash between a delete's steps,
+/// or a server row removed by hand).
 async fn remove_orphans(s: &ComputeService, wanted: &[Server]) -> Result<(), Error> {
     let is_wanted = |id: &str| wanted.iter().any(|sv| sv.id == id);
     if let Some(hv) = s.hypervisor().cloned() {
@@ -511,16 +511,7 @@ async fn remove_orphans(s: &ComputeService, wanted: &[Server]) -> Result<(), Err
             let _ = std::fs::remove_dir_all(instance_dir(s, &id));
         }
     }
-    for port in instance_ports::compute_ports(s.network()).await? {
-        if port.host_id != s.config().host || is_wanted(&port.device_id) {
-            continue;
-        }
-        // The server may have been created on this host a moment ago.
-        if servers::get(s, &port.device_id).await?.is_some() {
-            continue;
-        }
-        tracing::info!(port = %port.meta.id, server = %port.device_id, "deleting the port of a server that is gone");
-        instance_ports::delete(s.network(), &port.meta.id).await?;
-    }
+    // Ports are not swept here: a `compute:*` port whose device is no server of ours may be
+    // someone else's (a user plugging a namespace, another tool), and Neutron keeps it.
     Ok(())
 }
