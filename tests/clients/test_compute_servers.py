@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import dataplane_leftovers
+
 REPO = Path(__file__).resolve().parents[2]
 HOST = "compute-test-host"
 
@@ -75,22 +77,7 @@ def lab(new_region, monkeypatch):
     finally:
         region.stop()
         # What a region that died could not clean up: its processes and namespaces.
-        for proc in Path("/proc").iterdir():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "dnsmasq" in cmdline and str(region.data_dir) in cmdline:
-                os.kill(int(proc.name), signal.SIGTERM)
-        for ns in sh("ip", "netns", "list").stdout.split():
-            if ns.startswith(f"{prefix}-"):
-                sh("ip", "netns", "del", ns, check=False)
-        for line in sh("ip", "-o", "link", "show").stdout.splitlines():
-            name = line.split(":")[1].strip().split("@")[0]
-            if name.startswith(prefix):
-                sh("ip", "link", "del", name, check=False)
-        for family, table in (("inet", "conntrack"), ("bridge", "security_groups")):
-            sh("nft", "delete", "table", family, f"{prefix}_{table}", check=False)
+        dataplane_leftovers.remove(prefix)
 
 
 def test_a_namespace_instance_boots_and_is_removed(lab, test_image, unique):

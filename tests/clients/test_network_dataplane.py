@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+import dataplane_leftovers
+
 HOST = "dataplane-test-host"
 CONVERGE_S = 20
 
@@ -100,24 +102,7 @@ class Lab:
         return ns
 
     def cleanup(self) -> None:
-        # dnsmasq of networks still in the store when the region stopped
-        for proc in Path("/proc").iterdir():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "dnsmasq" in cmdline and str(self.data_dir) in cmdline:
-                os.kill(int(proc.name), signal.SIGTERM)
-        for ns in sh("ip", "netns", "list").stdout.split():
-            if ns.startswith(f"{self.prefix}-"):
-                sh("ip", "netns", "del", ns, check=False)
-        for line in sh("ip", "-o", "link", "show").stdout.splitlines():
-            name = line.split(":")[1].strip().split("@")[0]
-            if name.startswith(self.prefix) and len(name) == len(self.prefix) + 12:
-                sh("ip", "link", "del", name, check=False)
-        sh("ip", "link", "del", self.uplink, check=False)
-        for family, table in (("inet", "conntrack"), ("bridge", "security_groups")):
-            sh("nft", "delete", "table", family, f"{self.prefix}_{table}", check=False)
+        dataplane_leftovers.remove(self.prefix, extra_links=(self.uplink,))
 
 
 @pytest.fixture

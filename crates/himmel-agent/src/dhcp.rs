@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -188,12 +188,22 @@ pub fn hosts(network: &Network, ports: &[&Port]) -> (String, String) {
     (dhcp, dns)
 }
 
-/// Writes `contents` to `path` unless it already holds them; true when it wrote.
+/// Creates `dir` (if missing) readable by everyone: dnsmasq drops to an unprivileged user
+/// before it reads the hosts files (at start and on every SIGHUP), whatever the umask is.
+fn readable_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Writes `contents` to `path` (readable by dnsmasq's unprivileged user) unless it already
+/// holds them; true when it wrote.
 fn write_if_changed(path: &Path, contents: &str) -> Result<bool> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
         return Ok(false);
     }
     std::fs::write(path, contents)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)))
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     Ok(true)
 }
@@ -211,8 +221,9 @@ pub fn ensure(names: &Names, base: &Path, network: &Network, ports: &[&Port]) ->
     link::sync_addresses(Some(&netns), DHCP_INNER, &server_addresses(network))?;
 
     let dir = state_dir(base, &network.id);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    for d in [base, &base.join("dhcp"), &dir] {
+        readable_dir(d)?;
+    }
     let conf_path = dir.join("dnsmasq.conf");
     let conf = config(network, &dir);
     let (dhcp_hosts, dns_hosts) = hosts(network, ports);

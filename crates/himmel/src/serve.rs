@@ -142,6 +142,10 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the dataplane keeps its runtime files (dnsmasq configurations, hosts files, pids):
+/// `/run/himmel-<prefix>`, directly under /run so that no parent of ours needs opening up.
+const DATAPLANE_RUNTIME_DIR: &str = "/run/himmel-";
+
 /// The reconciler that drives this host's network dataplane from the store (it stays off,
 /// saying why, when the host cannot run it).
 fn spawn_dataplane(s: &Settings, network: &himmel_network::NetworkService) {
@@ -153,7 +157,10 @@ fn spawn_dataplane(s: &Settings, network: &himmel_network::NetworkService) {
         network.clone(),
         himmel_network::reconcile::ReconcileConfig {
             prefix: s.dataplane.prefix.clone(),
-            state_dir: s.data_dir.join("dataplane"),
+            // dnsmasq re-reads its hosts files after dropping to an unprivileged user, which
+            // cannot enter the data dir (0700); this state mirrors the kernel's and is rebuilt
+            // from the store, so it lives beside the namespaces in /run.
+            state_dir: format!("{DATAPLANE_RUNTIME_DIR}{}", s.dataplane.prefix).into(),
             host: s.dataplane.host_name.clone(),
             external_interface: s.dataplane.external_interface.clone(),
             interval: std::time::Duration::from_secs(10),
