@@ -4,12 +4,10 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use himmel_http::{AuditRecord, AuditSink, Pipeline};
-use himmel_identity::{Config, Identity};
+use himmel_http::{AuditRecord, AuditSink};
 use himmel_kms::root::file::KeyFile;
 use himmel_kms::{KeyManager, Keyring};
 use serde_json::{json, Value};
@@ -26,11 +24,7 @@ impl AuditSink for MemorySink {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-pub enum Engine {
-    Sqlite,
-    Postgres,
-}
+pub use himmel_testkit::Engine;
 
 /// One user with a project-scoped token.
 #[derive(Clone, Debug)]
@@ -46,7 +40,6 @@ pub struct Region {
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub audit: Arc<MemorySink>,
-    admin_password: String,
     /// Member of project `p1` (creates the secrets of most tests).
     pub alice: User,
     /// Another member of `p1`.
@@ -85,81 +78,32 @@ impl Resp {
 impl Region {
     pub async fn start(engine: Engine) -> Option<Region> {
         let dir = tempfile::tempdir().unwrap();
-        let db = match engine {
-            Engine::Sqlite => {
-                himmel_db::Db::connect(&format!("sqlite://{}/state.db", dir.path().display()))
-                    .await
-                    .unwrap()
-            }
-            Engine::Postgres => {
-                let Ok(url) = std::env::var("HIMMEL_TEST_POSTGRES") else {
-                    eprintln!("skipped: HIMMEL_TEST_POSTGRES is not set (the project's test command sets it)");
-                    return None;
-                };
-                himmel_db::testing::fresh_postgres(&url).await
-            }
-        };
-        let identity = Identity::open(
-            db.clone(),
-            Config {
-                token_expiration: 3600,
-                fernet_dir: dir.path().join("fernet"),
-                max_active_keys: 3,
-                credential_key_dir: dir.path().join("credential-keys"),
-                security: Default::default(),
-                region: "RegionOne".into(),
-            },
-        )
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let created = himmel_identity::bootstrap::Bootstrap {
-            region: "RegionOne",
-            identity_url: &format!("{url}/v3"),
-        }
-        .run(&db)
-        .await
-        .unwrap();
+        let db = himmel_testkit::open_db(engine, dir.path()).await?;
+        let audit = Arc::new(MemorySink::default());
+        let prepared = himmel_testkit::Prepared::new(&db, dir.path(), audit.clone()).await;
         let root = Arc::new(KeyFile::open_or_create(&dir.path().join("root.key")).unwrap());
         let keyring = Keyring::new(db.clone(), root, Duration::from_secs(60), None);
-        let audit = Arc::new(MemorySink::default());
-        let pipeline = Pipeline::new(Arc::new(identity.clone()), audit.clone());
-        let app = himmel_identity::routes(&pipeline, identity.clone())
+        let app = prepared
+            .identity_routes()
             .merge(himmel_kms::api::routes(
-                &pipeline,
+                &prepared.pipeline,
                 KeyManager::new(db.clone(), keyring),
             ))
             .layer(axum::extract::DefaultBodyLimit::max(114_688));
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-        let http = reqwest::Client::new();
-        let admin_password = created.admin_password.unwrap();
-        let admin = token(&http, &url, "admin", &admin_password, "admin").await;
-        let setup = Setup {
-            http: &http,
-            url: &url,
-            admin: &admin,
-        };
-        setup.project("p1").await;
-        setup.project("p2").await;
-        let alice = setup.user("alice", "p1", "member").await;
-        let dave = setup.user("dave", "p1", "member").await;
-        let bob = setup.user("bob", "p1", "reader").await;
-        let carol = setup.user("carol", "p2", "member").await;
+        let base = prepared.serve(app).await;
+        let p1 = project(&base, "p1").await;
+        let p2 = project(&base, "p2").await;
+        let alice = user(&base, "alice", &p1, "member").await;
+        let dave = user(&base, "dave", &p1, "member").await;
+        let bob = user(&base, "bob", &p1, "reader").await;
+        let carol = user(&base, "carol", &p2, "member").await;
+        let (url, http) = (base.url, base.http);
         Some(Region {
             url,
             db,
             dir,
             http,
             audit,
-            admin_password,
             alice,
             dave,
             bob,
@@ -242,111 +186,38 @@ pub fn id_of(secret_ref: &Value) -> String {
         .to_owned()
 }
 
-async fn token(
-    http: &reqwest::Client,
-    url: &str,
-    user: &str,
-    password: &str,
-    project: &str,
-) -> String {
-    let auth = json!({"auth": {
-        "identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"id": "default"}, "password": password}}},
-        "scope": {"project": {"name": project, "domain": {"id": "default"}}}
-    }});
-    let r = http
-        .post(format!("{url}/v3/auth/tokens"))
-        .json(&auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "token for {user}: {:?}", r.text().await);
-    r.headers()["x-subject-token"].to_str().unwrap().to_owned()
-}
-
-struct Setup<'a> {
-    http: &'a reqwest::Client,
-    url: &'a str,
-    admin: &'a str,
-}
-
-impl Setup<'_> {
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .header("x-auth-token", self.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{path}");
-        r.json().await.unwrap()
-    }
-
-    async fn project(&self, name: &str) {
-        self.post(
-            "/v3/projects",
+/// Makes project `name`; returns its id.
+async fn project(base: &himmel_testkit::Base, name: &str) -> String {
+    let created = base
+        .identity_call(
+            "/projects",
             json!({"project": {"name": name, "domain_id": "default"}}),
         )
         .await;
-    }
+    created["project"]["id"].as_str().unwrap().to_owned()
+}
 
-    async fn role_id(&self, name: &str) -> String {
-        let r: Value = self
-            .http
-            .get(format!("{}/v3/roles?name={name}", self.url))
-            .header("x-auth-token", self.admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["roles"][0]["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn project_id(&self, name: &str) -> String {
-        let r: Value = self
-            .http
-            .get(format!("{}/v3/projects?name={name}", self.url))
-            .header("x-auth-token", self.admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["projects"][0]["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn user(&self, name: &str, project: &str, role: &str) -> User {
-        let password = format!("{name}-secret-pw");
-        let user = self
-            .post(
-                "/v3/users",
-                json!({"user": {"name": name, "domain_id": "default", "password": password}}),
-            )
-            .await;
-        let user_id = user["user"]["id"].as_str().unwrap().to_owned();
-        let project_id = self.project_id(project).await;
-        let role_id = self.role_id(role).await;
-        let r = self
-            .http
-            .put(format!(
-                "{}/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
-                self.url
-            ))
-            .header("x-auth-token", self.admin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 204);
-        User {
-            id: user_id,
-            project_id,
-            token: token(self.http, self.url, name, &password, project).await,
-        }
+/// Makes user `name` with `role` on the project, signed in to it.
+async fn user(base: &himmel_testkit::Base, name: &str, project_id: &str, role: &str) -> User {
+    let password = format!("{name}-secret-pw");
+    let created = base
+        .identity_call(
+            "/users",
+            json!({"user": {"name": name, "domain_id": "default", "password": password}}),
+        )
+        .await;
+    let id = created["user"]["id"].as_str().unwrap().to_owned();
+    base.grant(project_id, &id, role).await;
+    let token = himmel_testkit::issue_token(
+        &base.http,
+        &base.url,
+        himmel_testkit::password_auth(name, &password, json!({"id": project_id})),
+    )
+    .await;
+    User {
+        id,
+        project_id: project_id.to_owned(),
+        token,
     }
 }
 

@@ -4,104 +4,42 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use himmel_http::{AuditRecord, AuditSink, Pipeline};
-use himmel_identity::{Config, Identity};
 use serde_json::{json, Value};
 
-struct NullSink;
-
-#[async_trait::async_trait]
-impl AuditSink for NullSink {
-    async fn record(&self, _: AuditRecord, _durable: bool) -> Result<(), himmel_core::Error> {
-        Ok(())
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum Engine {
-    Sqlite,
-    Postgres,
-}
+#[allow(unused_imports)] // not every test binary names them all
+pub use himmel_testkit::{Base, Engine, Member};
 
 pub struct Region {
-    pub url: String,
-    pub identity: Identity,
+    base: Base,
     pub network: himmel_network::NetworkService,
-    pub admin: String,
-    pub http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
-/// A project member's token, and the project's id.
-pub struct Member {
-    pub token: String,
-    pub project_id: String,
+/// The identity side (url, admin token, http client, members) is the shared test region's.
+impl std::ops::Deref for Region {
+    type Target = Base;
+    fn deref(&self) -> &Base {
+        &self.base
+    }
 }
 
 impl Region {
     /// Starts a region on `engine`; `None` when PostgreSQL is not available.
     pub async fn start(engine: Engine) -> Option<Region> {
         let dir = tempfile::tempdir().unwrap();
-        let db = match engine {
-            Engine::Sqlite => {
-                himmel_db::Db::connect(&format!("sqlite://{}/state.db", dir.path().display()))
-                    .await
-                    .unwrap()
-            }
-            Engine::Postgres => {
-                let Ok(url) = std::env::var("HIMMEL_TEST_POSTGRES") else {
-                    eprintln!("skipping the PostgreSQL run: HIMMEL_TEST_POSTGRES is not set");
-                    return None;
-                };
-                himmel_db::testing::fresh_postgres(&url).await
-            }
-        };
-        let identity = Identity::open(
-            db.clone(),
-            Config {
-                token_expiration: 3600,
-                fernet_dir: dir.path().join("fernet"),
-                max_active_keys: 3,
-                credential_key_dir: dir.path().join("credential-keys"),
-                security: Default::default(),
-                region: "RegionOne".into(),
-            },
-        )
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let created = himmel_identity::bootstrap::Bootstrap {
-            region: "RegionOne",
-            identity_url: &format!("{url}/v3"),
-        }
-        .run(&db)
-        .await
-        .unwrap();
+        let db = himmel_testkit::open_db(engine, dir.path()).await?;
+        let prepared =
+            himmel_testkit::Prepared::new(&db, dir.path(), Arc::new(himmel_testkit::NullSink))
+                .await;
         let network = himmel_network::NetworkService::new(db.clone());
-        let pipeline = Pipeline::new(Arc::new(identity.clone()), Arc::new(NullSink));
-        let app = himmel_identity::routes(&pipeline, identity.clone())
-            .merge(himmel_network::routes(&pipeline, network.clone()));
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
-        let http = reqwest::Client::new();
-        let password = created.admin_password.unwrap();
-        let admin = token(&http, &url, "admin", &password, "admin").await;
+        let app = prepared
+            .identity_routes()
+            .merge(himmel_network::routes(&prepared.pipeline, network.clone()));
         Some(Region {
-            url,
-            identity,
+            base: prepared.serve(app).await,
             network,
-            admin,
-            http,
             _dir: dir,
         })
     }
@@ -125,21 +63,8 @@ impl Region {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(m, format!("{}/networking{}", self.url, path))
-            .header("x-auth-token", token);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.json_request(method, &format!("/networking{path}"), token, body, headers)
+            .await
     }
 
     /// POSTs and expects 201; returns the created object.
@@ -155,118 +80,6 @@ impl Region {
         assert_eq!(status, 201, "create {key}: {v}");
         v[key].clone()
     }
-
-    async fn identity_call(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/v3{path}", self.url))
-            .header("x-auth-token", &self.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap()
-    }
-
-    /// A new project with a user holding `role` on it; returns its token.
-    pub async fn member(&self, name: &str, role: &str) -> Member {
-        let project = self
-            .identity_call(
-                "/projects",
-                json!({"project": {"name": name, "domain_id": "default"}}),
-            )
-            .await;
-        let project_id = project["project"]["id"].as_str().unwrap().to_string();
-        self.user_in(name, &project_id, role).await
-    }
-
-    /// Another user with `role` on an existing project.
-    pub async fn user_in(&self, name: &str, project_id: &str, role: &str) -> Member {
-        let user_name = format!("{name}-{role}-user");
-        let user = self
-            .identity_call(
-                "/users",
-                json!({"user": {"name": user_name, "domain_id": "default", "password": "secret-pass-1"}}),
-            )
-            .await;
-        let user_id = user["user"]["id"].as_str().unwrap();
-        let role_id: String = himmel_db::sqlx::query_scalar(
-            "SELECT id FROM roles WHERE domain_id = '' AND name = $1",
-        )
-        .bind(role)
-        .fetch_one(self.identity.db().pool())
-        .await
-        .unwrap();
-        let r = self
-            .http
-            .put(format!(
-                "{}/v3/projects/{project_id}/users/{user_id}/roles/{role_id}",
-                self.url
-            ))
-            .header("x-auth-token", &self.admin)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-        let token = token_for_project_id(
-            &self.http,
-            &self.url,
-            &user_name,
-            "secret-pass-1",
-            project_id,
-        )
-        .await;
-        Member {
-            token,
-            project_id: project_id.to_string(),
-        }
-    }
-}
-
-async fn issue(http: &reqwest::Client, url: &str, body: Value) -> String {
-    let r = http
-        .post(format!("{url}/v3/auth/tokens"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.headers()["x-subject-token"].to_str().unwrap().to_string()
-}
-
-async fn token(
-    http: &reqwest::Client,
-    url: &str,
-    user: &str,
-    password: &str,
-    project: &str,
-) -> String {
-    issue(
-        http,
-        url,
-        json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}),
-    )
-    .await
-}
-
-async fn token_for_project_id(
-    http: &reqwest::Client,
-    url: &str,
-    user: &str,
-    password: &str,
-    project_id: &str,
-) -> String {
-    issue(
-        http,
-        url,
-        json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": user, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"id": project_id}}}}),
-    )
-    .await
 }
 
 /// Runs `test` on SQLite, then on PostgreSQL when available.
