@@ -890,3 +890,125 @@ async fn slaac_ports_get_their_autoconfigured_address(r: Region) {
     .await;
 }
 on_both_engines!(slaac, slaac_ports_get_their_autoconfigured_address);
+
+async fn bulk_creates_are_all_or_nothing(r: Region) {
+    let m = r.member("bulk", "member").await;
+    let (status, v) = r
+        .call(
+            "POST",
+            "/v2.0/networks",
+            &m.token,
+            Some(json!({"networks": [{"name": "bulk-1"}, {"name": "bulk-2"}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let nets = v["networks"].as_array().expect("a list under networks");
+    let names: Vec<&str> = nets.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bulk-1", "bulk-2"], "in request order: {v}");
+    let net_ids = ids(&v, "networks");
+
+    let (status, v) = r
+        .call(
+            "POST",
+            "/v2.0/subnets",
+            &m.token,
+            Some(json!({"subnets": [
+                {"network_id": net_ids[0], "cidr": "10.21.0.0/24"},
+                {"network_id": net_ids[1], "cidr": "10.22.0.0/24"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["subnets"][1]["cidr"], "10.22.0.0/24", "{v}");
+
+    let (status, v) = r
+        .call(
+            "POST",
+            "/v2.0/ports",
+            &m.token,
+            Some(json!({"ports": [
+                {"network_id": net_ids[0], "name": "p1"},
+                {"network_id": net_ids[1], "name": "p2"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(ids(&v, "ports").len(), 2);
+    assert!(
+        v["ports"][1]["fixed_ips"][0]["ip_address"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.22.0.")),
+        "{v}"
+    );
+
+    // One bad item: nothing of the request is created.
+    let count_ports = || async {
+        let (_, v) = r.call("GET", "/v2.0/ports", &m.token, None).await;
+        ids(&v, "ports").len()
+    };
+    let before = count_ports().await;
+    let (status, v) = r
+        .call(
+            "POST",
+            "/v2.0/ports",
+            &m.token,
+            Some(json!({"ports": [
+                {"network_id": net_ids[0], "name": "kept?"},
+                {"network_id": "no-such-network"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(
+        count_ports().await,
+        before,
+        "the first port was rolled back"
+    );
+    let (status, v) = r
+        .call(
+            "POST",
+            "/v2.0/networks",
+            &m.token,
+            Some(json!({"networks": [{"name": "ok"}, {"bogus": 1}]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let (_, v) = r.call("GET", "/v2.0/networks", &m.token, None).await;
+    assert!(
+        v["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["name"] != "ok"),
+        "{v}"
+    );
+    for body in [json!({"networks": []}), json!({"networks": [1]}), json!({})] {
+        let (status, v) = r.call("POST", "/v2.0/networks", &m.token, Some(body)).await;
+        assert_eq!(status, 400, "{v}");
+    }
+
+    let group = r
+        .create(
+            &m.token,
+            "security-groups",
+            "security_group",
+            json!({"name": "bulk-sg"}),
+        )
+        .await;
+    let (status, v) = r
+        .call(
+            "POST",
+            "/v2.0/security-group-rules",
+            &m.token,
+            Some(json!({"security_group_rules": [
+                {"security_group_id": group["id"], "direction": "ingress",
+                 "protocol": "tcp", "port_range_min": 22, "port_range_max": 22},
+                {"security_group_id": group["id"], "direction": "ingress",
+                 "protocol": "icmp"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(ids(&v, "security_group_rules").len(), 2);
+}
+on_both_engines!(bulk, bulk_creates_are_all_or_nothing);

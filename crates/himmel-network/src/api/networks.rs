@@ -175,14 +175,33 @@ fn check_mtu(mtu: i64, max: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// `POST /v2.0/networks`, one network or a bulk list in one transaction.
 async fn create(
     State(s): State<NetworkService>,
     ctx: Ctx,
     authz: Authz,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    let req: CreateNetwork = wire::body(body, "network")?;
-    let project = access::owner_project(&ctx, &authz, req.project_id, req.tenant_id)?;
+    let request = wire::create_request(body, "network", "networks")?;
+    let mut tx = s.db().begin_write().await.map_err(db_err)?;
+    let mut made = Vec::with_capacity(request.items.len());
+    for item in request.items {
+        let n = create_one(&mut tx, &ctx, &authz, item).await?;
+        made.push((n.meta.id.clone(), render(&n, vec![], &ctx)?));
+    }
+    tx.commit().await.map_err(db_err)?;
+    s.changed();
+    Ok(wire::created_all(request.bulk, "network", "networks", made))
+}
+
+async fn create_one(
+    tx: &mut AnyConnection,
+    ctx: &RequestContext,
+    authz: &Authz,
+    item: Value,
+) -> ApiResult<Network> {
+    let req: CreateNetwork = wire::item(item)?;
+    let project = access::owner_project(ctx, authz, req.project_id, req.tenant_id)?;
     wire::check_len("name", &req.name)?;
     wire::check_len("description", &req.description)?;
     let shared = req.shared.unwrap_or(false);
@@ -191,7 +210,7 @@ async fn create(
         || req.physical_network.is_some()
         || req.segmentation_id.is_some();
     if shared || external || provider {
-        access::require(&ctx, &CREATE_NETWORK_PRIVILEGED)?;
+        access::require(ctx, &CREATE_NETWORK_PRIVILEGED)?;
     }
     for zone in &req.availability_zone_hints {
         if zone != model::AVAILABILITY_ZONE {
@@ -267,25 +286,18 @@ async fn create(
         segmentation_id: None,
     };
     store::stamp_new(&mut n.meta);
-    let mut tx = s.db().begin_write().await.map_err(db_err)?;
-    quota::check(&mut tx, &project, "network", 1).await?;
+    quota::check(tx, &project, "network", 1).await?;
     if network_type == "vxlan" {
         n.segmentation_id = Some(match req.segmentation_id {
             Some(vni) => {
-                segments::reserve(&mut tx, vni, &n.meta.id).await?;
+                segments::reserve(tx, vni, &n.meta.id).await?;
                 vni
             }
-            None => segments::allocate(&mut tx, &n.meta.id).await?,
+            None => segments::allocate(tx, &n.meta.id).await?,
         });
     }
-    store::insert(&mut tx, &n, || "Network already exists.".into()).await?;
-    tx.commit().await.map_err(db_err)?;
-    s.changed();
-    Ok(wire::created(
-        "network",
-        &n.meta.id,
-        render(&n, vec![], &ctx)?,
-    ))
+    store::insert(tx, &n, || "Network already exists.".into()).await?;
+    Ok(n)
 }
 
 async fn update(

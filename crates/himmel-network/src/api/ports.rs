@@ -367,55 +367,73 @@ fn require_network_owner(ctx: &RequestContext, network: &Network, what: &str) ->
     }
 }
 
+/// `POST /v2.0/ports`, one port or a bulk list in one transaction.
 async fn create(
     State(s): State<NetworkService>,
     ctx: Ctx,
     authz: Authz,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    let req: CreatePort = wire::body(body, "port")?;
+    let request = wire::create_request(body, "port", "ports")?;
+    let mut tx = s.db().begin_write().await.map_err(db_err)?;
+    let mut made = Vec::with_capacity(request.items.len());
+    for item in request.items {
+        let port = create_one(&mut tx, &ctx, &authz, item).await?;
+        made.push((port.meta.id.clone(), render(&port, &ctx)?));
+    }
+    tx.commit().await.map_err(db_err)?;
+    s.changed();
+    Ok(wire::created_all(request.bulk, "port", "ports", made))
+}
+
+async fn create_one(
+    tx: &mut AnyConnection,
+    ctx: &RequestContext,
+    authz: &Authz,
+    item: Value,
+) -> ApiResult<Port> {
+    let req: CreatePort = wire::item(item)?;
     wire::check_len("name", &req.name)?;
     wire::check_len("description", &req.description)?;
     wire::check_len("device_id", &req.device_id)?;
     wire::check_len("device_owner", &req.device_owner)?;
     check_vnic_type(&req.vnic_type)?;
     if req.host_id.as_deref().is_some_and(|h| !h.is_empty()) {
-        access::require(&ctx, &PORT_PRIVILEGED)?;
+        access::require(ctx, &PORT_PRIVILEGED)?;
     }
     let tags = req.tags.unwrap_or_default();
     for t in &tags {
         wire::check_tag(t)?;
     }
-    let mut tx = s.db().begin_write().await.map_err(db_err)?;
     let network = access::readable(
-        store::get::<Network>(&mut tx, &req.network_id).await?,
-        &authz,
+        store::get::<Network>(tx, &req.network_id).await?,
+        authz,
         "Network",
         &req.network_id,
     )?;
-    let project = access::owner_project(&ctx, &authz, req.project_id, req.tenant_id)?;
+    let project = access::owner_project(ctx, authz, req.project_id, req.tenant_id)?;
     if network.meta.project_id != project && !network.shared {
-        require_network_owner(&ctx, &network, "network_id")?;
+        require_network_owner(ctx, &network, "network_id")?;
     }
     if req.device_owner.starts_with("network:") {
-        require_network_owner(&ctx, &network, "device_owner")?;
+        require_network_owner(ctx, &network, "device_owner")?;
     }
     if req.mac_address.is_some() {
-        require_network_owner(&ctx, &network, "mac_address")?;
+        require_network_owner(ctx, &network, "mac_address")?;
     }
     if req
         .fixed_ips
         .as_ref()
         .is_some_and(|f| f.iter().any(|f| f.ip_address.is_some()))
     {
-        require_network_owner(&ctx, &network, "fixed_ips:ip_address")?;
+        require_network_owner(ctx, &network, "fixed_ips:ip_address")?;
     }
     let port_security = req
         .port_security_enabled
         .unwrap_or(network.port_security_enabled);
     let mac = match req.mac_address {
         Some(m) => addr::parse_mac(&m)?,
-        None => free_mac(&mut tx, &network.meta.id).await?,
+        None => free_mac(tx, &network.meta.id).await?,
     };
     let pairs = address_pairs(req.allowed_address_pairs.unwrap_or_default(), &mac)?;
     if !port_security && !pairs.is_empty() {
@@ -434,15 +452,15 @@ async fn create(
             .into())
         }
         Some(g) => {
-            check_groups(&mut tx, &project, &g).await?;
+            check_groups(tx, &project, &g).await?;
             g
         }
         None if port_security && !req.device_owner.starts_with("network:") => {
-            vec![security_groups::ensure_default(&mut tx, &project).await?]
+            vec![security_groups::ensure_default(tx, &project).await?]
         }
         None => vec![],
     };
-    quota::check(&mut tx, &project, "port", 1).await?;
+    quota::check(tx, &project, "port", 1).await?;
     let mut port = Port {
         meta: Meta {
             project_id: project,
@@ -465,17 +483,15 @@ async fn create(
     };
     store::stamp_new(&mut port.meta);
     let mac = port.mac_address.clone();
-    port.fixed_ips = allocate(&mut tx, &network, req.fixed_ips, &port.meta.id, Some(&mac)).await?;
-    store::insert(&mut tx, &port, || {
+    port.fixed_ips = allocate(tx, &network, req.fixed_ips, &port.meta.id, Some(&mac)).await?;
+    store::insert(tx, &port, || {
         format!(
             "Unable to complete operation for network {}. The mac address {mac} is in use.",
             network.meta.id
         )
     })
     .await?;
-    tx.commit().await.map_err(db_err)?;
-    s.changed();
-    Ok(wire::created("port", &port.meta.id, render(&port, &ctx)?))
+    Ok(port)
 }
 
 async fn update(

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::MethodFilter;
 use axum::Router;
-use himmel_core::Error;
+use himmel_core::{Error, RequestContext};
 use himmel_http::{ApiResult, Authz, Ctx, Json, Pipeline};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -682,13 +682,38 @@ async fn show_rule(
     ))
 }
 
+/// `POST /v2.0/security-group-rules`, one rule or a bulk list in one
+/// transaction.
 async fn create_rule(
     State(s): State<NetworkService>,
     ctx: Ctx,
     authz: Authz,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    let req: RuleRequest = wire::body(body, "security_group_rule")?;
+    let request = wire::create_request(body, "security_group_rule", "security_group_rules")?;
+    let mut tx = s.db().begin_write().await.map_err(db_err)?;
+    let mut made = Vec::with_capacity(request.items.len());
+    for item in request.items {
+        let r = create_one_rule(&mut tx, &ctx, &authz, item).await?;
+        made.push((r.meta.id.clone(), render_rule(&r)?));
+    }
+    tx.commit().await.map_err(db_err)?;
+    s.changed();
+    Ok(wire::created_all(
+        request.bulk,
+        "security_group_rule",
+        "security_group_rules",
+        made,
+    ))
+}
+
+async fn create_one_rule(
+    tx: &mut AnyConnection,
+    ctx: &RequestContext,
+    authz: &Authz,
+    item: Value,
+) -> ApiResult<SecurityGroupRule> {
+    let req: RuleRequest = wire::item(item)?;
     if req.used_in_default_sg.is_some() || req.used_in_non_default_sg.is_some() {
         return Err(bad(
             "Unrecognized attribute(s) 'used_in_default_sg, used_in_non_default_sg'".into(),
@@ -700,22 +725,21 @@ async fn create_rule(
         bad("Invalid input for security_group_id. Reason: it is required.".into())
     })?;
     let rule = validate_rule(&req)?;
-    let mut tx = s.db().begin_write().await.map_err(db_err)?;
     let group = access::writable(
-        store::get::<SecurityGroup>(&mut tx, &group_id).await?,
-        &ctx,
-        &authz,
+        store::get::<SecurityGroup>(tx, &group_id).await?,
+        ctx,
+        authz,
         "Security group",
         &group_id,
     )?;
     if let Some(remote) = &rule.remote_group_id {
-        match store::get::<SecurityGroup>(&mut tx, remote).await? {
-            Some(r) if access::can_see_project(&ctx, &r.meta.project_id) => {}
+        match store::get::<SecurityGroup>(tx, remote).await? {
+            Some(r) if access::can_see_project(ctx, &r.meta.project_id) => {}
             _ => return Err(access::not_found("Security group", remote).into()),
         }
     }
     let project = group.meta.project_id.clone();
-    quota::check(&mut tx, &project, "security_group_rule", 1).await?;
+    quota::check(tx, &project, "security_group_rule", 1).await?;
     let mut r = SecurityGroupRule {
         meta: Meta {
             project_id: project,
@@ -726,14 +750,8 @@ async fn create_rule(
         rule,
     };
     store::stamp_new(&mut r.meta);
-    store::insert(&mut tx, &r, || "Security group rule already exists.".into()).await?;
-    tx.commit().await.map_err(db_err)?;
-    s.changed();
-    Ok(wire::created(
-        "security_group_rule",
-        &r.meta.id,
-        render_rule(&r)?,
-    ))
+    store::insert(tx, &r, || "Security group rule already exists.".into()).await?;
+    Ok(r)
 }
 
 async fn delete_rule(

@@ -8,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::MethodFilter;
 use axum::Router;
-use himmel_core::Error;
+use himmel_core::{Error, RequestContext};
 use himmel_http::{ApiResult, Authz, Ctx, Json, Pipeline};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -216,13 +216,32 @@ fn check_ipv6_mode(field: &str, v: &Option<String>, ip_version: i64) -> Result<(
     }
 }
 
+/// `POST /v2.0/subnets`, one subnet or a bulk list in one transaction.
 async fn create(
     State(s): State<NetworkService>,
     ctx: Ctx,
     authz: Authz,
     Json(body): Json<Value>,
 ) -> ApiResult<Response> {
-    let req: CreateSubnet = wire::body(body, "subnet")?;
+    let request = wire::create_request(body, "subnet", "subnets")?;
+    let mut tx = s.db().begin_write().await.map_err(db_err)?;
+    let mut made = Vec::with_capacity(request.items.len());
+    for item in request.items {
+        let sub = create_one(&mut tx, &ctx, &authz, item).await?;
+        made.push((sub.meta.id.clone(), render(&sub)?));
+    }
+    tx.commit().await.map_err(db_err)?;
+    s.changed();
+    Ok(wire::created_all(request.bulk, "subnet", "subnets", made))
+}
+
+async fn create_one(
+    tx: &mut AnyConnection,
+    ctx: &RequestContext,
+    authz: &Authz,
+    item: Value,
+) -> ApiResult<Subnet> {
+    let req: CreateSubnet = wire::item(item)?;
     if req.subnetpool_id.is_some() || req.use_default_subnetpool {
         return Err(bad(
             "Invalid input for operation: subnet pools are not supported; give a cidr.".into(),
@@ -268,19 +287,18 @@ async fn create(
         wire::check_tag(t)?;
     }
 
-    let mut tx = s.db().begin_write().await.map_err(db_err)?;
     let network = access::readable(
-        store::get::<Network>(&mut tx, &req.network_id).await?,
-        &authz,
+        store::get::<Network>(tx, &req.network_id).await?,
+        authz,
         "Network",
         &req.network_id,
     )?;
-    let project = access::owner_project(&ctx, &authz, req.project_id, req.tenant_id)?;
+    let project = access::owner_project(ctx, authz, req.project_id, req.tenant_id)?;
     // Only the network's owner (or an administrator) adds subnets to it.
-    if network.meta.project_id != project && !access::is_admin(&ctx) {
+    if network.meta.project_id != project && !access::is_admin(ctx) {
         return Err(himmel_http::pipeline::forbidden(CREATE_SUBNET.name).into());
     }
-    for other in store::children::<Subnet>(&mut tx, &network.meta.id).await? {
+    for other in store::children::<Subnet>(tx, &network.meta.id).await? {
         if let Ok(o) = other.cidr.parse::<IpNet>() {
             if addr::overlaps(&o, &net) {
                 return Err(bad(format!(
@@ -291,7 +309,7 @@ async fn create(
             }
         }
     }
-    quota::check(&mut tx, &project, "subnet", 1).await?;
+    quota::check(tx, &project, "subnet", 1).await?;
     let mut sub = Subnet {
         meta: Meta {
             project_id: project,
@@ -313,13 +331,11 @@ async fn create(
         network_visible_to_all: network.visible_to_all(),
     };
     store::stamp_new(&mut sub.meta);
-    store::insert(&mut tx, &sub, || "Subnet already exists.".into()).await?;
+    store::insert(tx, &sub, || "Subnet already exists.".into()).await?;
     if sub.enable_dhcp {
-        ensure_dhcp_address(&mut tx, &network, &sub).await?;
+        ensure_dhcp_address(tx, &network, &sub).await?;
     }
-    tx.commit().await.map_err(db_err)?;
-    s.changed();
-    Ok(wire::created("subnet", &sub.meta.id, render(&sub)?))
+    Ok(sub)
 }
 
 /// Gives the network's DHCP port (created on first need) an address on

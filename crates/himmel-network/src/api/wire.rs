@@ -22,7 +22,45 @@ pub fn body<T: DeserializeOwned>(mut v: Value, key: &str) -> Result<T, Error> {
             )))
         }
     };
+    item(inner)
+}
+
+/// One resource's attributes read as `T`.
+pub fn item<T: DeserializeOwned>(inner: Value) -> Result<T, Error> {
     serde_json::from_value(inner).map_err(|e| input_error(&e.to_string()))
+}
+
+/// The resources a create request asks for: one object under the singular
+/// key (`{"network": {...}}`), or Neutron's bulk form, a list of objects
+/// under the plural key (`{"networks": [{...}, ...]}`), created all or none.
+pub struct CreateRequest {
+    pub items: Vec<Value>,
+    pub bulk: bool,
+}
+
+pub fn create_request(mut v: Value, singular: &str, plural: &str) -> Result<CreateRequest, Error> {
+    if let Some(inner @ Value::Object(_)) = v.get_mut(singular) {
+        return Ok(CreateRequest {
+            items: vec![inner.take()],
+            bulk: false,
+        });
+    }
+    match v.get_mut(plural).map(Value::take) {
+        Some(Value::Array(items)) if items.is_empty() => Err(Error::BadRequest(format!(
+            "Resources required: the list under '{plural}' is empty."
+        ))),
+        Some(Value::Array(items)) => {
+            if items.iter().any(|i| !i.is_object()) {
+                return Err(Error::BadRequest(format!(
+                    "Invalid input for operation: every item under '{plural}' must be an object."
+                )));
+            }
+            Ok(CreateRequest { items, bulk: true })
+        }
+        _ => Err(Error::BadRequest(format!(
+            "Resource body required: expected an object under '{singular}' or a list under '{plural}'."
+        ))),
+    }
 }
 
 fn input_error(serde_msg: &str) -> Error {
@@ -84,6 +122,31 @@ pub fn created(key: &str, id: &str, value: Value) -> Response {
     (
         StatusCode::CREATED,
         Extension(AuditTargetId(id.to_string())),
+        axum::Json(Value::Object(body)),
+    )
+        .into_response()
+}
+
+/// `201 Created` with what a [`CreateRequest`] made: `{singular: value}`
+/// for one, `{plural: [values]}` for a bulk create. `made` holds (id, value)
+/// in request order.
+pub fn created_all(
+    request_was_bulk: bool,
+    singular: &str,
+    plural: &str,
+    mut made: Vec<(String, Value)>,
+) -> Response {
+    if !request_was_bulk && made.len() == 1 {
+        let (id, value) = made.remove(0);
+        return created(singular, &id, value);
+    }
+    let ids: Vec<String> = made.iter().map(|(id, _)| id.clone()).collect();
+    let values: Vec<Value> = made.into_iter().map(|(_, v)| v).collect();
+    let mut body = Map::new();
+    body.insert(plural.to_string(), Value::Array(values));
+    (
+        StatusCode::CREATED,
+        Extension(AuditTargetId(ids.join(","))),
         axum::Json(Value::Object(body)),
     )
         .into_response()
