@@ -22,9 +22,10 @@ use ipnet::IpNet;
 
 use crate::cmd::in_netns;
 use crate::error::{Error, Result};
-use crate::link;
-use crate::model::{Network, Port};
+use crate::link::{self, Link};
+use crate::model::{MacAddr, Network, Port};
 use crate::names::{Kind, Names, DHCP_INNER};
+use crate::netns;
 
 /// Where guests ask for their metadata (the link-local address every cloud uses).
 pub const METADATA_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
@@ -208,17 +209,62 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// Makes the network's DHCP namespace, veth and dnsmasq match the desired state.
-pub fn ensure(names: &Names, base: &Path, network: &Network, ports: &[&Port]) -> Result<()> {
+/// A DHCP namespace with its veth and addresses as an ensure left them (like a port's plug):
+/// while the namespace is the same one, the host end is intact in the pass's link listing and
+/// the network wants the same, only the files and dnsmasq need looking at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    netns: (u64, u64),
+    mac: MacAddr,
+    mtu: u32,
+    addresses: Vec<IpNet>,
+}
+
+/// What the network's DHCP namespace is now wanted to be; `None` without a DHCP port or
+/// before its namespace exists.
+pub fn placed(names: &Names, network: &Network) -> Option<Placed> {
+    Some(Placed {
+        netns: netns::identity(&names.dhcp_netns(&network.id))?,
+        mac: network.dhcp.as_ref()?.mac,
+        mtu: network.mtu,
+        addresses: server_addresses(network),
+    })
+}
+
+/// Whether the DHCP veth's host end, as listed in `current`, is still as ensure left it.
+pub fn host_end_intact(names: &Names, network: &Network, current: &[Link]) -> bool {
+    let host = names.link(Kind::Dhcp, &network.id);
+    let bridge = names.link(Kind::Bridge, &network.id);
+    current.iter().any(|l| {
+        l.name == host
+            && l.kind.as_deref() == Some("veth")
+            && l.up
+            && l.master.as_deref() == Some(bridge.as_str())
+            && l.mtu == Some(network.mtu)
+    })
+}
+
+/// Makes the network's DHCP namespace, veth and dnsmasq match the desired state. With
+/// `in_place`, an earlier ensure left the namespace, veth and addresses as they are wanted
+/// (see [`Placed`]) and only the hosts files and dnsmasq are brought up to date.
+pub fn ensure(
+    names: &Names,
+    base: &Path,
+    network: &Network,
+    ports: &[&Port],
+    in_place: bool,
+) -> Result<()> {
     let Some(dhcp) = &network.dhcp else {
         return Ok(());
     };
     let netns = names.dhcp_netns(&network.id);
-    link::ensure_netns(&netns)?;
-    let host = names.link(Kind::Dhcp, &network.id);
-    let bridge = names.link(Kind::Bridge, &network.id);
-    link::ensure_veth(&host, &bridge, network.mtu, &netns, DHCP_INNER, dhcp.mac)?;
-    link::sync_addresses(Some(&netns), DHCP_INNER, &server_addresses(network))?;
+    if !in_place {
+        link::ensure_netns(&netns)?;
+        let host = names.link(Kind::Dhcp, &network.id);
+        let bridge = names.link(Kind::Bridge, &network.id);
+        link::ensure_veth(&host, &bridge, network.mtu, &netns, DHCP_INNER, dhcp.mac)?;
+        link::sync_addresses(Some(&netns), DHCP_INNER, &server_addresses(network))?;
+    }
 
     let dir = state_dir(base, &network.id);
     for d in [base, &base.join("dhcp"), &dir] {

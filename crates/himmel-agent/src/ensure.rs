@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use crate::cmd::run_with_input;
 use crate::error::{Error, Result};
 use crate::firewall::{self, BridgeZone, FilteredPort};
-use crate::model::{DesiredDataplane, Network, Plug, Port, Segment};
+use crate::link::Link;
+use crate::model::{DesiredDataplane, Network, Plug, Port, PortSecurity, Segment};
 use crate::names::{check_id, check_ifname, check_netns, Kind, Names};
 use crate::{conntrack, dhcp, link, network, port, router};
 
@@ -28,10 +29,24 @@ pub struct EnsureReport {
 pub struct Dataplane {
     names: Names,
     state_dir: PathBuf,
-    /// One ensure at a time: two would race on the same links. It guards the plugs made
-    /// whole by earlier passes, by port id, so that a pass checks those with the one link
-    /// listing it makes anyway instead of two `ip` calls per port.
-    lock: Mutex<HashMap<String, port::Plugged>>,
+    /// One ensure at a time: two would race on the same links. It guards what earlier passes
+    /// made whole, so that a pass checks those with the one link listing it makes anyway.
+    lock: Mutex<Memory>,
+}
+
+/// What earlier passes left in place. An ensure trusts it where the link listing and the
+/// namespaces' identities still agree; [`Dataplane::recheck`] forgets the parts that a
+/// listing cannot confirm.
+#[derive(Default)]
+struct Memory {
+    /// Plugs made whole, by port id (saves two `ip` calls per port and pass).
+    plugged: HashMap<String, port::Plugged>,
+    /// DHCP namespaces made whole, by network id (saves four `ip` calls per network and pass).
+    dhcp: HashMap<String, dhcp::Placed>,
+    /// The security of every filtered port as last applied, by port id; `None` when flows
+    /// must be checked on every network (first pass, recheck). Flows are cut only where a
+    /// port's rules changed, as listing a conntrack zone costs more than the rest of a pass.
+    security: Option<HashMap<String, PortSecurity>>,
 }
 
 impl Dataplane {
@@ -41,7 +56,7 @@ impl Dataplane {
         Ok(Dataplane {
             names: Names::new(prefix)?,
             state_dir: state_dir.into(),
-            lock: Mutex::new(HashMap::new()),
+            lock: Mutex::new(Memory::default()),
         })
     }
 
@@ -54,9 +69,29 @@ impl Dataplane {
     }
 
     /// Makes the host match `desired` and removes every object of this prefix that it does not
-    /// name. Idempotent; repairs what was changed or deleted behind its back.
+    /// name. Idempotent; repairs what was changed or deleted behind its back, except inside
+    /// DHCP namespaces an earlier pass made whole and flows no rule change concerns, which
+    /// [`recheck`](Self::recheck) covers (a reconciler calls it periodically).
     pub fn ensure(&self, desired: &DesiredDataplane) -> Result<EnsureReport> {
-        let mut plugged = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memory = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.ensure_locked(&mut memory, desired)
+    }
+
+    /// Like [`ensure`](Self::ensure), checking again everything earlier passes made whole that
+    /// the host's link listing does not show: the inside of DHCP namespaces, and the tracked
+    /// flows of every network against the rules.
+    pub fn recheck(&self, desired: &DesiredDataplane) -> Result<EnsureReport> {
+        let mut memory = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        memory.dhcp.clear();
+        memory.security = None;
+        self.ensure_locked(&mut memory, desired)
+    }
+
+    fn ensure_locked(
+        &self,
+        memory: &mut Memory,
+        desired: &DesiredDataplane,
+    ) -> Result<EnsureReport> {
         validate(desired)?;
         enable_bridge_netfilter()?;
         let mut report = EnsureReport::default();
@@ -94,16 +129,29 @@ impl Dataplane {
                 .iter()
                 .filter(|p| p.network_id == net.id)
                 .collect();
-            match dhcp::ensure(&self.names, &self.state_dir, net, &ports) {
+            let in_place = dhcp::placed(&self.names, net).is_some_and(|now| {
+                memory.dhcp.get(&net.id) == Some(&now)
+                    && dhcp::host_end_intact(&self.names, net, &current)
+            });
+            if !in_place {
+                memory.dhcp.remove(&net.id);
+            }
+            match dhcp::ensure(&self.names, &self.state_dir, net, &ports, in_place) {
                 Ok(()) => {
+                    if let Some(now) = dhcp::placed(&self.names, net) {
+                        memory.dhcp.insert(net.id.clone(), now);
+                    }
                     dhcp_ok.insert(net.id.as_str());
                     report
                         .active_ports
                         .extend(net.dhcp.iter().map(|d| d.port_id.clone()));
                 }
-                Err(e) => report
-                    .failures
-                    .push(format!("DHCP of network {}: {e}", net.id)),
+                Err(e) => {
+                    memory.dhcp.remove(&net.id);
+                    report
+                        .failures
+                        .push(format!("DHCP of network {}: {e}", net.id))
+                }
             }
         }
 
@@ -119,6 +167,8 @@ impl Dataplane {
             }
         }
 
+        memory.dhcp.retain(|id, _| dhcp_ok.contains(id.as_str()));
+        let plugged = &mut memory.plugged;
         plugged.retain(|id, _| {
             desired
                 .ports
@@ -139,7 +189,7 @@ impl Dataplane {
                 Ok(true)
             } else {
                 plugged.remove(&p.id);
-                port::ensure(&self.names, net, p, plug)
+                port::ensure(&self.names, net, p, plug, Some(&current))
             };
             match in_place {
                 Ok(true) => {
@@ -155,8 +205,9 @@ impl Dataplane {
             }
         }
 
-        report.flows_cut = self.cut_flows(desired, &mut report.failures);
-        self.remove_unwanted(desired)?;
+        report.flows_cut = self.cut_flows(desired, memory.security.as_ref(), &mut report.failures);
+        memory.security = Some(filtered_security(desired));
+        self.remove_unwanted(desired, &current)?;
         Ok(report)
     }
 
@@ -169,9 +220,9 @@ impl Dataplane {
         check_id("port", &port.id)?;
         check_netns(&plug.netns)?;
         check_ifname(&plug.ifname)?;
-        let mut plugged = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        plugged.remove(&port.id);
-        port::ensure(&self.names, network, port, plug)
+        let mut memory = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        memory.plugged.remove(&port.id);
+        port::ensure(&self.names, network, port, plug, None)
     }
 
     fn apply_firewall(&self, desired: &DesiredDataplane) -> Result<()> {
@@ -205,12 +256,21 @@ impl Dataplane {
         run_with_input("nft", &["-f", "-"], Some(&script)).map(drop)
     }
 
-    /// Cuts flows that the current rules no longer allow, network by network. Failures are
-    /// reported, not fatal: the filter itself is already in place.
-    fn cut_flows(&self, desired: &DesiredDataplane, failures: &mut Vec<String>) -> usize {
+    /// Cuts flows that the current rules no longer allow, on every network or, when the
+    /// security `applied` by the last pass is known, on the networks where a port's rules
+    /// changed since. Failures are reported, not fatal: the filter itself is already in place.
+    fn cut_flows(
+        &self,
+        desired: &DesiredDataplane,
+        applied: Option<&HashMap<String, PortSecurity>>,
+        failures: &mut Vec<String>,
+    ) -> usize {
         if crate::host::find_program("conntrack").is_none() {
             return 0;
         }
+        let changed = |p: &Port, now: &PortSecurity| {
+            applied.is_none_or(|applied| applied.get(&p.id).is_some_and(|before| before != now))
+        };
         let mut cut = 0;
         for net in &desired.networks {
             let ports: Vec<_> = desired
@@ -219,7 +279,7 @@ impl Dataplane {
                 .filter(|p| p.network_id == net.id && p.plug.is_some())
                 .filter_map(|p| p.security.as_ref().map(|s| (p, s)))
                 .collect();
-            if ports.is_empty() {
+            if !ports.iter().any(|(p, s)| changed(p, s)) {
                 continue;
             }
             match conntrack::cut_disallowed(network::conntrack_zone(net), &ports) {
@@ -231,7 +291,8 @@ impl Dataplane {
     }
 
     /// Deletes this prefix's links, namespaces and DHCP servers that `desired` does not name.
-    fn remove_unwanted(&self, desired: &DesiredDataplane) -> Result<()> {
+    /// `current` is the pass's listing of links: what this pass created is wanted.
+    fn remove_unwanted(&self, desired: &DesiredDataplane, current: &[Link]) -> Result<()> {
         let n = &self.names;
         let mut links: HashSet<String> = HashSet::new();
         let mut namespaces: HashSet<String> = HashSet::new();
@@ -280,19 +341,29 @@ impl Dataplane {
         }
         // Bridges last, so their ports are gone first; deleting one end of a veth deletes both,
         // so a link may vanish while we go.
-        let mut unwanted: Vec<(Kind, String)> = link::links(None)?
-            .into_iter()
-            .filter_map(|l| n.owns_link(&l.name).map(|k| (k, l.name)))
-            .filter(|(_, name)| !links.contains(name))
+        let mut unwanted: Vec<(Kind, &str)> = current
+            .iter()
+            .filter_map(|l| n.owns_link(&l.name).map(|k| (k, l.name.as_str())))
+            .filter(|(_, name)| !links.contains(*name))
             .collect();
         unwanted.sort_by_key(|(k, _)| *k == Kind::Bridge);
         for (_, name) in unwanted {
-            if link::link(None, &name)?.is_some() {
-                link::delete_link(None, &name)?;
+            if link::link(None, name)?.is_some() {
+                link::delete_link(None, name)?;
             }
         }
         Ok(())
     }
+}
+
+/// The security of every plugged, filtered port, by port id.
+fn filtered_security(desired: &DesiredDataplane) -> HashMap<String, PortSecurity> {
+    desired
+        .ports
+        .iter()
+        .filter(|p| p.plug.is_some())
+        .filter_map(|p| Some((p.id.clone(), p.security.clone()?)))
+        .collect()
 }
 
 /// `br_netfilter` must hand bridged packets to the inet hooks for the stateful filter.

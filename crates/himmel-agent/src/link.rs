@@ -261,6 +261,35 @@ pub fn netns_sysctl(netns: &str, key: &str, value: &str) -> Result<()> {
     in_netns(netns, "sysctl", &["-qw", &format!("{key}={value}")]).map(drop)
 }
 
+/// Creates a veth pair that does not exist yet, in three commands instead of the checks and
+/// six of [`ensure_veth`]: the pair with its MTUs, MAC, master and namespace at once, then the
+/// host end's address mode and both ends up (the address mode must be set before the host end
+/// comes up, and the kernel refuses both on creation, as it refuses the inner end up there).
+/// On an error the caller falls back to [`ensure_veth`], which repairs whatever half exists.
+pub fn create_veth(
+    host: &str,
+    bridge: &str,
+    mtu: u32,
+    netns: &str,
+    inner: &str,
+    mac: MacAddr,
+) -> Result<()> {
+    let (mtu, mac) = (mtu.to_string(), mac.to_string());
+    ip(
+        None,
+        &[
+            "link", "add", host, "mtu", &mtu, "master", bridge, "type", "veth", "peer", "name",
+            inner, "address", &mac, "mtu", &mtu, "netns", netns,
+        ],
+    )?;
+    // The bridge port needs no IPv6 link-local address of its own.
+    ip(
+        None,
+        &["link", "set", "dev", host, "addrgenmode", "none", "up"],
+    )?;
+    ip(Some(netns), &["link", "set", "dev", inner, "up"]).map(drop)
+}
+
 /// Makes a veth pair whose host end `host` is attached to `bridge` and whose other end is
 /// `inner` with `mac` inside `netns`. Repairs a half-present pair by recreating it.
 pub fn ensure_veth(

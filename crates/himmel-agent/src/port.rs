@@ -43,13 +43,34 @@ pub fn host_end_intact(names: &Names, network: &Network, port: &Port, current: &
 
 /// Makes the port's veth exist between the network bridge and `plug.netns`. The namespace is
 /// the caller's (an instance, a test); when it does not exist the port cannot be in place and
-/// `Ok(false)` says so.
-pub fn ensure(names: &Names, network: &Network, port: &Port, plug: &Plug) -> Result<bool> {
+/// `Ok(false)` says so. `current`, a listing of the host's links taken in this pass, lets a
+/// port whose host end is not there be created directly, without asking for either end first.
+pub fn ensure(
+    names: &Names,
+    network: &Network,
+    port: &Port,
+    plug: &Plug,
+    current: Option<&[Link]>,
+) -> Result<bool> {
     if !link::netns_exists(&plug.netns) {
         return Ok(false);
     }
     let host = names.link(Kind::Port, &port.id);
     let bridge = names.link(Kind::Bridge, &network.id);
+    let host_absent = current.is_some_and(|links| !links.iter().any(|l| l.name == host));
+    if host_absent
+        && link::create_veth(
+            &host,
+            &bridge,
+            network.mtu,
+            &plug.netns,
+            &plug.ifname,
+            port.mac,
+        )
+        .is_ok()
+    {
+        return Ok(true);
+    }
     link::ensure_veth(
         &host,
         &bridge,

@@ -625,3 +625,58 @@ fn ensure_with_a_smaller_state_removes_the_rest() {
         .count();
     assert_eq!(dhcp_dirs, 1, "only the kept network's DHCP files remain");
 }
+
+#[test]
+fn a_recheck_repairs_inside_the_dhcp_namespace_and_a_taken_interface_name_is_replaced() {
+    if skip("recheck") {
+        return;
+    }
+    let mut lab = Lab::new("d9");
+    let vm = lab.vm("vm");
+    // Something else already holds the port's interface name in the instance's namespace.
+    sh(&[
+        "ip", "-n", &vm, "link", "add", "eth0", "type", "veth", "peer", "name", "other",
+    ]);
+    let net = tenant_network(111, "10.69.0.0/24");
+    let p = port(&net, "10.69.0.10", &vm);
+    let desired = DesiredDataplane {
+        networks: vec![net.clone()],
+        ports: vec![p.clone()],
+        routers: vec![],
+    };
+    let report = lab.ensure(&desired);
+    assert!(report.active_ports.contains(&p.id), "the port is in place");
+    let eth0 = sh(&["ip", "-n", &vm, "-d", "link", "show", "dev", "eth0"]);
+    assert!(
+        eth0.contains("veth") && eth0.contains(&p.mac.to_string()),
+        "eth0 is the port's veth now: {eth0}"
+    );
+
+    let dhcp_ns = lab.dp.names().dhcp_netns(&net.id);
+    sh(&[
+        "ip",
+        "-n",
+        &dhcp_ns,
+        "addr",
+        "flush",
+        "dev",
+        names::DHCP_INNER,
+    ]);
+    let report = lab.dp.recheck(&desired).expect("recheck");
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let addr = sh(&[
+        "ip",
+        "-n",
+        &dhcp_ns,
+        "-4",
+        "addr",
+        "show",
+        "dev",
+        names::DHCP_INNER,
+    ]);
+    assert!(
+        addr.contains("10.69.0.2/24"),
+        "the server's address is back: {addr}"
+    );
+    assert!(dhcp_lease(&lab, &vm), "DHCP serves again");
+}

@@ -66,17 +66,25 @@ pub fn spawn(
     Some(tokio::spawn(run(service, config, dataplane)))
 }
 
+/// Passes after a change trust what earlier passes made whole (see [`Dataplane::ensure`]);
+/// the periodic ones, every [`ReconcileConfig::interval`] however busy the API is, check it
+/// all again ([`Dataplane::recheck`]).
 async fn run(service: NetworkService, config: ReconcileConfig, dataplane: Arc<Dataplane>) {
     let changes = service.changes();
     let mut listeners = Listeners::default();
+    let mut periodic = tokio::time::interval(config.interval);
+    periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate and stands for the first pass, a recheck.
+    periodic.tick().await;
+    let mut recheck = true;
     loop {
-        if let Err(e) = pass(&service, &config, &dataplane, &mut listeners).await {
+        if let Err(e) = pass(&service, &config, &dataplane, &mut listeners, recheck).await {
             tracing::warn!("network dataplane pass failed (retrying): {e}");
         }
-        tokio::select! {
-            _ = changes.notified() => {}
-            _ = tokio::time::sleep(config.interval) => {}
-        }
+        recheck = tokio::select! {
+            _ = changes.notified() => false,
+            _ = periodic.tick() => true,
+        };
     }
 }
 
@@ -87,6 +95,7 @@ async fn pass(
     config: &ReconcileConfig,
     dataplane: &Arc<Dataplane>,
     listeners: &mut Listeners,
+    recheck: bool,
 ) -> Result<(), String> {
     let snapshot = store::snapshot(service.db())
         .await
@@ -98,10 +107,16 @@ async fn pass(
         .filter_map(|n| Some((n.id.clone(), n.dhcp.as_ref()?.port_id.clone())))
         .collect();
     let dp = dataplane.clone();
-    let report = tokio::task::spawn_blocking(move || dp.ensure(&desired))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let report = tokio::task::spawn_blocking(move || {
+        if recheck {
+            dp.recheck(&desired)
+        } else {
+            dp.ensure(&desired)
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     let served: Vec<String> = dhcp_ports
         .into_iter()
         .filter(|(_, port)| report.active_ports.contains(port))
