@@ -589,6 +589,62 @@ pub async fn list_parts(
     }))
 }
 
+/// One page of a multipart upload listing.
+struct UploadPage<'a> {
+    uploads: Vec<&'a Upload>,
+    /// Keys rolled up at the delimiter, in order.
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// The markers of the next page: the last key (or common prefix) and
+    /// upload id listed.
+    next: Option<(String, Option<String>)>,
+}
+
+/// Rolls keys that contain `delimiter` after `prefix` up into common
+/// prefixes (each counts as one entry) and cuts the page at `max`. A
+/// common prefix given as the key marker was listed on an earlier page.
+fn upload_page<'a>(
+    all: &'a [Upload],
+    prefix: &str,
+    delimiter: Option<&str>,
+    key_marker: &str,
+    max: usize,
+) -> UploadPage<'a> {
+    let mut page = UploadPage {
+        uploads: vec![],
+        prefixes: vec![],
+        truncated: false,
+        next: None,
+    };
+    for u in all {
+        let rolled_up = delimiter.and_then(|d| {
+            let rest = u.key.get(prefix.len()..)?;
+            rest.find(d)
+                .map(|i| u.key[..prefix.len() + i + d.len()].to_string())
+        });
+        if let Some(cp) = &rolled_up {
+            if page.prefixes.last() == Some(cp) || key_marker == cp.as_str() {
+                continue;
+            }
+        }
+        if page.uploads.len() + page.prefixes.len() == max {
+            page.truncated = true;
+            break;
+        }
+        match rolled_up {
+            Some(cp) => {
+                page.next = Some((cp.clone(), None));
+                page.prefixes.push(cp);
+            }
+            None => {
+                page.next = Some((u.key.clone(), Some(u.id.clone())));
+                page.uploads.push(u);
+            }
+        }
+    }
+    page
+}
+
 pub async fn list_uploads(
     s: &ObjectStore,
     req: S3Request<ListMultipartUploadsInput>,
@@ -612,21 +668,35 @@ pub async fn list_uploads(
                         .is_some_and(|m| u.id.as_str() > m))
         })
         .collect();
-    let truncated = all.len() > max;
-    let page = &all[..all.len().min(max)];
+    let delimiter = input.delimiter.as_deref().filter(|d| !d.is_empty());
+    let UploadPage {
+        uploads: page,
+        prefixes,
+        truncated,
+        next,
+    } = upload_page(&all, &prefix, delimiter, &key_marker, max);
+    let (next_key, next_id) = match next.filter(|_| truncated) {
+        Some((key, id)) => (Some(key), id),
+        None => (None, None),
+    };
     Ok(S3Response::new(ListMultipartUploadsOutput {
         bucket: Some(bucket.name.clone()),
         prefix: input.prefix.clone(),
+        delimiter: input.delimiter.clone(),
         key_marker: input.key_marker.clone(),
         upload_id_marker: input.upload_id_marker.clone(),
         max_uploads: Some(max as i32),
         is_truncated: Some(truncated),
-        next_key_marker: truncated
-            .then(|| page.last().map(|u| u.key.clone()))
-            .flatten(),
-        next_upload_id_marker: truncated
-            .then(|| page.last().map(|u| u.id.clone()))
-            .flatten(),
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        common_prefixes: (!prefixes.is_empty()).then(|| {
+            prefixes
+                .iter()
+                .map(|p| CommonPrefix {
+                    prefix: Some(p.clone()),
+                })
+                .collect()
+        }),
         uploads: Some(
             page.iter()
                 .map(|u| MultipartUpload {
@@ -645,4 +715,63 @@ pub async fn list_uploads(
         ),
         ..Default::default()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uploads(keys: &[&str]) -> Vec<Upload> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| Upload {
+                id: format!("u{i}"),
+                key: k.to_string(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn upload_listings_roll_up_at_the_delimiter_and_page() {
+        let all = uploads(&["a/1", "a/2", "b", "c/x/1", "c/y"]);
+        let keys = |p: &UploadPage| p.uploads.iter().map(|u| u.key.clone()).collect::<Vec<_>>();
+        let page = upload_page(&all, "", Some("/"), "", 10);
+        assert_eq!(page.prefixes, ["a/", "c/"]);
+        assert_eq!(keys(&page), ["b"]);
+        assert!(!page.truncated);
+        let first = upload_page(&all, "", Some("/"), "", 2);
+        assert_eq!(
+            (first.prefixes.as_slice(), keys(&first)),
+            (&["a/".to_string()][..], vec!["b".to_string()])
+        );
+        assert!(first.truncated);
+        assert_eq!(first.next, Some(("b".into(), Some("u2".into()))));
+        // the next page starts after the marker (the store filters keys)
+        let rest: Vec<Upload> = all
+            .iter()
+            .filter(|u| u.key.as_str() > "b")
+            .cloned()
+            .collect();
+        let second = upload_page(&rest, "", Some("/"), "b", 2);
+        assert_eq!(second.prefixes, ["c/"]);
+        assert!(!second.truncated);
+        // the store lists only keys under the prefix
+        let under_c: Vec<Upload> = all
+            .iter()
+            .filter(|u| u.key.starts_with("c/"))
+            .cloned()
+            .collect();
+        let nested = upload_page(&under_c, "c/", Some("/"), "", 10);
+        assert_eq!(nested.prefixes, ["c/x/"]);
+        assert_eq!(keys(&nested), ["c/y"]);
+        let after_prefix: Vec<Upload> = all
+            .iter()
+            .filter(|u| u.key.as_str() > "a/")
+            .cloned()
+            .collect();
+        let skip = upload_page(&after_prefix, "", Some("/"), "a/", 10);
+        assert_eq!(skip.prefixes, ["c/"]);
+        assert_eq!(upload_page(&all, "", None, "", 10).uploads.len(), 5);
+    }
 }
