@@ -2,9 +2,9 @@
 ranges, conditions, copies, encryption, and S3's errors for bad input.
 
 The S3 keys are EC2 credentials made with the openstack CLI; the S3 endpoint
-comes from the catalog (service type `s3`). Requests are signed for the region
-name in lower case (`regionone`): the S3 protocol library accepts only
-AWS-style region names in signatures."""
+and the region to sign for come from the catalog (service type `s3`): S3
+accepts only AWS-style region names in signatures, so the S3 endpoints are
+listed under the region name in lower case (`regionone`)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,14 @@ from botocore.exceptions import ClientError
 from test_identity_admin import create_tenant, user_cloud
 
 
-def s3_endpoint(region) -> str:
+def s3_catalog_entry(region) -> dict:
     endpoints = region.cli_json("endpoint", "list", "--service", "s3", "--interface", "public")
     assert len(endpoints) == 1, endpoints
-    return endpoints[0]["URL"]
+    return endpoints[0]
+
+
+def s3_endpoint(region) -> str:
+    return s3_catalog_entry(region)["URL"]
 
 
 def s3_tenant(region, unique: str, role: str = "member") -> dict:
@@ -40,11 +44,10 @@ def s3_tenant(region, unique: str, role: str = "member") -> dict:
     region.cli_ok("role", "add", "--project", t["project_id"], "--user", t["user_id"], role)
     cloud = user_cloud(region, t)
     cred = region.cli_json("ec2", "credentials", "create", cloud=cloud)
-    t.update(access=cred["access"], secret=cred["secret"], endpoint=s3_endpoint(region), cloud=cloud)
+    entry = s3_catalog_entry(region)
+    t.update(access=cred["access"], secret=cred["secret"], endpoint=entry["URL"], s3_region=entry["Region"],
+             cloud=cloud)
     return t
-
-
-SIGNING_REGION = "regionone"
 
 
 def client(t: dict, **config):
@@ -53,7 +56,7 @@ def client(t: dict, **config):
         endpoint_url=t["endpoint"],
         aws_access_key_id=t["access"],
         aws_secret_access_key=t["secret"],
-        region_name=SIGNING_REGION,
+        region_name=t["s3_region"],
         config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
     )
 
@@ -68,7 +71,7 @@ def error_of(call, *args, **kwargs) -> tuple[int, str]:
 
 def aws(t: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID=t["access"], AWS_SECRET_ACCESS_KEY=t["secret"], AWS_DEFAULT_REGION=SIGNING_REGION,
+    env.update(AWS_ACCESS_KEY_ID=t["access"], AWS_SECRET_ACCESS_KEY=t["secret"], AWS_DEFAULT_REGION=t["s3_region"],
                AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
     beside_python = Path(sys.executable).with_name("aws")
     done = subprocess.run([str(beside_python), "--endpoint-url", t["endpoint"], *args], env=env,
@@ -93,7 +96,7 @@ def test_buckets_belong_to_projects(region, unique):
 
     assert [x["Name"] for x in sa.list_buckets()["Buckets"]] == [bucket]
     assert sb.list_buckets()["Buckets"] == []
-    assert sa.get_bucket_location(Bucket=bucket)["LocationConstraint"] == "RegionOne"
+    assert sa.get_bucket_location(Bucket=bucket)["LocationConstraint"] == a["s3_region"]
     # the other project can neither see nor touch it
     assert error_of(sb.head_bucket, Bucket=bucket)[0] == 403
     assert error_of(sb.get_object, Bucket=bucket, Key="k") == (403, "AccessDenied")
@@ -113,6 +116,27 @@ def test_buckets_belong_to_projects(region, unique):
     sa.delete_bucket(Bucket=bucket)
     assert error_of(sa.head_bucket, Bucket=bucket)[0] == 404
     assert error_of(sa.list_objects_v2, Bucket=bucket) == (404, "NoSuchBucket")
+
+
+def test_clients_sign_for_the_region_the_catalog_names(region, tenant, unique):
+    # the S3 endpoints are listed under the region name in lower case, a
+    # child of the OpenStack region
+    assert tenant["s3_region"] == "regionone"
+    shown = region.cli_json("region", "show", tenant["s3_region"])
+    assert shown["parent_region"] == "RegionOne"
+    s3 = client(tenant)
+    bucket = f"reg-{unique}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": tenant["s3_region"]})
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == tenant["s3_region"]
+    assert aws(tenant, "s3", "ls").stdout.split()[-1] == bucket
+    # a signature for the OpenStack region's name is refused, saying why
+    upper = boto3.client("s3", endpoint_url=tenant["endpoint"], aws_access_key_id=tenant["access"],
+                         aws_secret_access_key=tenant["secret"], region_name="RegionOne",
+                         config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as e:
+        upper.list_buckets()
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "region" in e.value.response["Error"]["Message"]
 
 
 def test_readers_read_but_do_not_write(region, unique):

@@ -33,7 +33,7 @@ def rclone(t: dict, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     conf.write_text(
         "[himmel]\ntype = s3\nprovider = Other\nenv_auth = false\n"
         f"access_key_id = {t['access']}\nsecret_access_key = {t['secret']}\n"
-        f"endpoint = {t['endpoint']}\nregion = regionone\nforce_path_style = true\n"
+        f"endpoint = {t['endpoint']}\nregion = {t['s3_region']}\nforce_path_style = true\n"
         # multipart above 5 MiB, in parts of the smallest size S3 allows
         "upload_cutoff = 5Mi\nchunk_size = 5Mi\n")
     # rclone's S3 client reads AWS_* settings (a CA bundle, a profile) from the environment
@@ -51,7 +51,7 @@ def s3cmd(t: dict, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         "[default]\n"
         f"access_key = {t['access']}\nsecret_key = {t['secret']}\n"
         f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
-        "bucket_location = regionone\nsignature_v2 = False\nmultipart_chunk_size_mb = 5\n")
+        f"bucket_location = {t['s3_region']}\nsignature_v2 = False\nmultipart_chunk_size_mb = 5\n")
     done = subprocess.run([need("s3cmd"), "-c", str(conf), *args], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, f"s3cmd {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bucket_policy;
+pub mod catalog;
 mod commit;
 pub mod engine;
 mod list;

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Region name.
     #[arg(long, env = "HIMMEL_REGION")]
     pub region: Option<String>,
+    /// The region S3 clients sign for (lower-case letters, digits and `-`, as S3 requires);
+    /// the region name in lower case by default. The catalog lists the S3 endpoints under it.
+    #[arg(long, env = "HIMMEL_S3_REGION")]
+    pub s3_region: Option<String>,
     /// The URL clients reach the API listener at (for the catalog).
     #[arg(long, env = "HIMMEL_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -65,6 +69,7 @@ struct FileConfig {
     s3_listen: Option<SocketAddr>,
     database: Option<String>,
     region: Option<String>,
+    s3_region: Option<String>,
     public_url: Option<String>,
     token_expiration: Option<i64>,
     audit_retention_days: Option<u32>,
@@ -84,6 +89,15 @@ struct DataplaneFile {
     prefix: Option<String>,
     external_interface: Option<String>,
     host_name: Option<String>,
+}
+
+/// S3 signatures name the region in their credential scope, and S3 (like
+/// the protocol library) accepts only AWS-style names there.
+fn is_s3_region(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// How this region drives the host's network dataplane.
@@ -125,6 +139,8 @@ pub struct Settings {
     pub s3_listen: SocketAddr,
     pub database: String,
     pub region: String,
+    /// The region S3 clients sign for.
+    pub s3_region: String,
     pub public_url: String,
     pub token_expiration: i64,
     pub audit_retention_days: u32,
@@ -187,16 +203,28 @@ impl ServeArgs {
                 .or(file.dataplane.host_name)
                 .unwrap_or_else(system_host_name),
         };
+        let region = self
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "RegionOne".into());
+        let s3_region = self
+            .s3_region
+            .or(file.s3_region)
+            .unwrap_or_else(|| region.to_lowercase());
+        if !is_s3_region(&s3_region) {
+            anyhow::bail!(
+                "the S3 region {s3_region:?} must consist of lower-case letters, digits and '-' \
+                 (S3 clients sign requests for it); set --s3-region"
+            );
+        }
         Ok(Settings {
             dataplane,
             data_dir: data_dir.clone(),
             listen,
             s3_listen,
             database,
-            region: self
-                .region
-                .or(file.region)
-                .unwrap_or_else(|| "RegionOne".into()),
+            region,
+            s3_region,
             public_url: public_url.trim_end_matches('/').to_string(),
             token_expiration: file.token_expiration.unwrap_or(3600),
             audit_retention_days: file.audit_retention_days.unwrap_or(90),

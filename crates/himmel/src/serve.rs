@@ -315,7 +315,7 @@ async fn start_s3(
         identity.clone(),
         keyring.clone(),
         &s.data_dir,
-        &s.region,
+        &s.s3_region,
     )
     .await?;
     let listener = tokio::net::TcpListener::bind(s.s3_listen)
@@ -328,13 +328,8 @@ async fn start_s3(
         ip => ip.to_string(),
     };
     let url = format!("http://{host}:{}", addr.port());
-    let mut tx = db.begin_write().await?;
-    for (service_type, name) in [("object-store-s3", "object-store-s3"), ("s3", "s3")] {
-        himmel_identity::bootstrap::ensure_service(&mut tx, service_type, name, &s.region, &url)
-            .await?;
-    }
-    tx.commit().await?;
-    println!("himmel S3 listening on {addr}");
+    himmel_object::catalog::register(db, &s.region, &s.s3_region, &url).await?;
+    println!("himmel S3 listening on {addr} (region {})", s.s3_region);
     Ok((listener, store.router(Arc::new(audit.clone()))))
 }
 
