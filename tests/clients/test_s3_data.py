@@ -176,14 +176,25 @@ def test_no_plaintext_in_data_dir_or_database(region, tenant, unique):
     bucket = f"scan-{unique}"
     s3.create_bucket(Bucket=bucket)
     marker = f"PLAINTEXT-MARKER-{unique}"
-    s3.put_object(Bucket=bucket, Key="small", Body=marker.encode() * 3, Metadata={"note": marker})
+    tagging = f"note={marker}"
+    s3.put_object(Bucket=bucket, Key="small", Body=marker.encode() * 3, Metadata={"note": marker},
+                  Tagging=tagging)
     s3.put_object(Bucket=bucket, Key="large", Body=(marker.encode() + os.urandom(100)) * 20000)
-    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", Metadata={"note": marker})
+    s3.put_object_tagging(Bucket=bucket, Key="large", Tagging={"TagSet": [{"Key": marker, "Value": marker}]})
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", Metadata={"note": marker}, Tagging=tagging)
     e = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1,
                        Body=marker.encode() * 1000)["ETag"]
     s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up["UploadId"],
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
-    assert s3.get_object(Bucket=bucket, Key="small")["Metadata"] == {"note": marker}
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "small"})
+    # an upload still open keeps its tags too
+    s3.create_multipart_upload(Bucket=bucket, Key="open", Metadata={"note": marker}, Tagging=tagging)
+    got = s3.get_object(Bucket=bucket, Key="small")
+    assert (got["Metadata"], got["TagCount"]) == ({"note": marker}, 1)
+    expected = {"small": [{"Key": "note", "Value": marker}], "mp": [{"Key": "note", "Value": marker}],
+                "copy": [{"Key": "note", "Value": marker}], "large": [{"Key": marker, "Value": marker}]}
+    for key, tags in expected.items():
+        assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == tags, key
 
     needle = marker.encode()
     scanned = 0
@@ -207,5 +218,6 @@ def test_no_plaintext_in_data_dir_or_database(region, tenant, unique):
         assert dump.strip() and marker not in dump
     else:
         with sqlite3.connect(region.data_dir / "state.db") as db:
-            rows = db.execute("SELECT meta, object_key FROM s3_objects").fetchall()
+            rows = db.execute("SELECT meta, tags, object_key FROM s3_objects").fetchall()
+            rows += db.execute("SELECT meta, tags, object_key FROM s3_uploads").fetchall()
         assert rows and all(marker not in str(r) for r in rows)

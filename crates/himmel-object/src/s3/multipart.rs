@@ -140,12 +140,15 @@ pub async fn create(
         checksum: None,
     };
     let tags = match input.tagging.as_deref() {
-        Some(t) => serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default(),
-        None => String::new(),
+        Some(t) => parse_tagging_header(t)?,
+        None => Vec::new(),
     };
     let upload = Upload {
         meta: s
             .seal_meta(&bucket.project_id, &upload_identity(&id), &meta)
+            .await?,
+        tags: s
+            .seal_tags(&bucket.project_id, &upload_identity(&id), &tags)
             .await?,
         id,
         bucket_id: bucket.id.clone(),
@@ -153,7 +156,6 @@ pub async fn create(
         sse: enc.sse.clone(),
         sse_key_id: enc.kms_key_id.clone(),
         sse_key_hash: enc.key_hash.clone(),
-        tags,
         initiator: super::caller(&req)?.context.user_id.clone(),
         created_at: store::now_us(),
     };
@@ -465,9 +467,17 @@ pub async fn complete(
         Some(l) => l,
         None => lock::requested(&bucket, None, None, None, store::now_us())?,
     };
+    let tags = s
+        .open_tags(
+            &bucket.project_id,
+            &upload_identity(&upload.id),
+            &upload.tags,
+        )
+        .await?;
     let id = uuid::Uuid::new_v4().to_string();
     let row = ObjectRow {
         meta: s.seal_meta(&bucket.project_id, &id, &meta).await?,
+        tags: s.seal_tags(&bucket.project_id, &id, &tags).await?,
         id,
         bucket_id: bucket.id.clone(),
         key: upload.key.clone(),
@@ -480,7 +490,6 @@ pub async fn complete(
         sse: upload.sse.clone(),
         sse_key_id: upload.sse_key_id.clone(),
         sse_key_hash: upload.sse_key_hash.clone(),
-        tags: upload.tags.clone(),
         lock_mode: lock.mode,
         lock_until: lock.until,
         legal_hold: lock.legal_hold,

@@ -410,11 +410,12 @@ pub async fn put(
         checksum: checksum.clone(),
     };
     let tags = match input.tagging.as_deref() {
-        Some(t) => serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default(),
-        None => String::new(),
+        Some(t) => parse_tagging_header(t)?,
+        None => Vec::new(),
     };
     let row = ObjectRow {
         meta: s.seal_meta(&bucket.project_id, &id, &meta).await?,
+        tags: s.seal_tags(&bucket.project_id, &id, &tags).await?,
         id,
         bucket_id: bucket.id.clone(),
         key: input.key.clone(),
@@ -428,7 +429,6 @@ pub async fn put(
         sse: enc.sse.clone(),
         sse_key_id: enc.kms_key_id.clone(),
         sse_key_hash: enc.key_hash.clone(),
-        tags,
         lock_mode: lock.mode,
         lock_until: lock.until,
         legal_hold: lock.legal_hold,
@@ -509,8 +509,8 @@ async fn shown(s: &ObjectStore, bucket: &Bucket, row: &ObjectRow) -> S3Result<Sh
 }
 
 fn tag_count(row: &ObjectRow) -> Option<i32> {
-    let tags: Vec<(String, String)> = serde_json::from_str(&row.tags).unwrap_or_default();
-    (!tags.is_empty()).then_some(tags.len() as i32)
+    let n = crate::meta::tag_count(&row.tags);
+    (n > 0).then_some(n as i32)
 }
 
 /// The byte range a request selects (`Range` header or `partNumber`).
@@ -1046,15 +1046,17 @@ pub async fn copy(
         input.tagging_directive.as_ref().map(|d| d.as_str()),
         input.tagging.as_deref(),
     ) {
-        (Some("REPLACE"), Some(t)) => {
-            serde_json::to_string(&parse_tagging_header(t)?).unwrap_or_default()
+        (Some("REPLACE"), Some(t)) => parse_tagging_header(t)?,
+        (Some("REPLACE"), None) => Vec::new(),
+        _ => {
+            s.open_tags(&source_bucket.project_id, &src.id, &src.tags)
+                .await?
         }
-        (Some("REPLACE"), None) => String::new(),
-        _ => src.tags.clone(),
     };
     let id = uuid::Uuid::new_v4().to_string();
     let row = ObjectRow {
         meta: s.seal_meta(&dest_bucket.project_id, &id, &meta).await?,
+        tags: s.seal_tags(&dest_bucket.project_id, &id, &tags).await?,
         id,
         bucket_id: dest_bucket.id.clone(),
         key: input.key.clone(),
@@ -1067,7 +1069,6 @@ pub async fn copy(
         sse: enc.sse.clone(),
         sse_key_id: enc.kms_key_id.clone(),
         sse_key_hash: enc.key_hash.clone(),
-        tags,
         lock_mode: lock.mode,
         lock_until: lock.until,
         legal_hold: lock.legal_hold,
@@ -1097,7 +1098,7 @@ pub async fn get_tagging(
     let row = s
         .load_object(&bucket, &input.key, input.version_id.as_deref())
         .await?;
-    let tags: Vec<(String, String)> = serde_json::from_str(&row.tags).unwrap_or_default();
+    let tags = s.open_tags(&bucket.project_id, &row.id, &row.tags).await?;
     Ok(S3Response::new(GetObjectTaggingOutput {
         tag_set: tag_set(&tags),
         version_id: shown_version(&bucket, &row.version_id),
@@ -1114,13 +1115,10 @@ pub async fn put_tagging(
         .load_object(&bucket, &input.key, input.version_id.as_deref())
         .await?;
     let tags = check_tags(&input.tagging.tag_set)?;
-    store::set_object_tags(
-        s.db(),
-        &row.id,
-        &serde_json::to_string(&tags).unwrap_or_default(),
-    )
-    .await
-    .map_err(db_error)?;
+    let sealed = s.seal_tags(&bucket.project_id, &row.id, &tags).await?;
+    store::set_object_tags(s.db(), &row.id, &sealed)
+        .await
+        .map_err(db_error)?;
     Ok(S3Response::new(PutObjectTaggingOutput {
         version_id: shown_version(&bucket, &row.version_id),
     }))
