@@ -82,6 +82,37 @@ def test_multipart_upload_complete_list_abort(tenant, unique):
     assert error_of(s3.head_object, Bucket=bucket, Key="small")[0] == 404
 
 
+def test_multipart_upload_listing_rolls_up_at_the_delimiter(tenant, unique):
+    s3 = client(tenant)
+    bucket = f"mpd-{unique}"
+    s3.create_bucket(Bucket=bucket)
+    ids = {k: s3.create_multipart_upload(Bucket=bucket, Key=k)["UploadId"]
+           for k in ["a/1", "a/2", "b", "c/x/1", "c/y"]}
+
+    top = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["a/", "c/"]
+    assert [u["Key"] for u in top["Uploads"]] == ["b"]
+    assert top["Delimiter"] == "/" and top["IsTruncated"] is False
+
+    nested = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", Prefix="c/")
+    assert [p["Prefix"] for p in nested["CommonPrefixes"]] == ["c/x/"]
+    assert [u["Key"] for u in nested["Uploads"]] == ["c/y"]
+
+    # a common prefix counts as one entry when the listing is paged
+    first = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", MaxUploads=2)
+    assert first["IsTruncated"] is True
+    assert ([p["Prefix"] for p in first["CommonPrefixes"]], [u["Key"] for u in first["Uploads"]]) == (["a/"], ["b"])
+    assert (first["NextKeyMarker"], first["NextUploadIdMarker"]) == ("b", ids["b"])
+    rest = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/", MaxUploads=2,
+                                     KeyMarker=first["NextKeyMarker"], UploadIdMarker=first["NextUploadIdMarker"])
+    assert [p["Prefix"] for p in rest["CommonPrefixes"]] == ["c/"] and "Uploads" not in rest
+    assert rest["IsTruncated"] is False
+
+    # without a delimiter (or with an empty one) every upload is listed
+    assert len(s3.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 5
+    assert len(s3.list_multipart_uploads(Bucket=bucket, Delimiter="")["Uploads"]) == 5
+
+
 def test_versioning_keeps_every_version(tenant, unique):
     s3 = client(tenant)
     bucket = f"ver-{unique}"
