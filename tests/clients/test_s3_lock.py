@@ -146,6 +146,50 @@ def test_legal_hold_blocks_deletion_until_lifted(locked):
     s3.delete_object(Bucket=bucket, Key="evidence", VersionId=version)
 
 
+def test_legal_hold_of_a_version_that_never_had_one(locked):
+    bucket, s3, _, _ = locked
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"p")
+    assert error_of(s3.get_object_legal_hold, Bucket=bucket, Key="plain") == (404, "NoSuchObjectLockConfiguration")
+    s3.put_object_legal_hold(Bucket=bucket, Key="plain", LegalHold={"Status": "OFF"})
+    assert s3.get_object_legal_hold(Bucket=bucket, Key="plain")["LegalHold"] == {"Status": "OFF"}
+
+
+LOCK_WRITES = ("PutObjectRetention", "PutObjectLegalHold", "PutObjectLockConfiguration", "PutObject")
+
+
+def without_integrity_headers(s3, ops=LOCK_WRITES):
+    """`s3` with Content-MD5 and checksum headers taken off the operations
+    `ops` (boto3 adds them on its own)."""
+    def strip(request, **_):
+        for name in list(request.headers.keys()):
+            lower = name.lower()
+            if lower == "content-md5" or lower.startswith(("x-amz-checksum-", "x-amz-sdk-checksum")):
+                del request.headers[name]
+    for op in ops:
+        s3.meta.events.register(f"before-sign.s3.{op}", strip)
+    return s3
+
+
+def test_lock_settings_need_an_integrity_header(locked):
+    bucket, s3, _, owner = locked
+    s3.put_object(Bucket=bucket, Key="k", Body=b"k")
+    bare = without_integrity_headers(client(owner))
+    missing = (400, "InvalidRequest")
+    assert error_of(bare.put_object_retention, Bucket=bucket, Key="k",
+                    Retention={"Mode": "GOVERNANCE", "RetainUntilDate": in_days(1)}) == missing
+    assert error_of(bare.put_object_legal_hold, Bucket=bucket, Key="k", LegalHold={"Status": "ON"}) == missing
+    assert error_of(bare.put_object_lock_configuration, Bucket=bucket,
+                    ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}) == missing
+    assert error_of(bare.put_object, Bucket=bucket, Key="new", Body=b"n", ObjectLockMode="GOVERNANCE",
+                    ObjectLockRetainUntilDate=in_days(1)) == missing
+    assert error_of(bare.put_object, Bucket=bucket, Key="new", Body=b"n", ObjectLockLegalHoldStatus="ON") == missing
+    # nothing was changed; a plain write needs no integrity header
+    assert error_of(s3.head_object, Bucket=bucket, Key="new")[0] == 404
+    bare.put_object(Bucket=bucket, Key="plain", Body=b"p")
+    assert error_of(s3.get_object_retention, Bucket=bucket, Key="k")[1] == "NoSuchObjectLockConfiguration"
+    assert error_of(s3.get_object_legal_hold, Bucket=bucket, Key="k")[1] == "NoSuchObjectLockConfiguration"
+
+
 def test_copies_and_multipart_uploads_take_lock_headers(locked):
     bucket, s3, _, _ = locked
     until = in_days(1)

@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
-use super::{db_error, timestamp};
+use super::{db_error, require_integrity_header, timestamp};
 use crate::lock::{self, Change, DefaultRetention, Lock};
 use crate::policy::{self, Need};
 use crate::store::{self, Bucket, ObjectRow};
@@ -16,6 +16,7 @@ pub async fn put_configuration(
     req: S3Request<PutObjectLockConfigurationInput>,
 ) -> S3Result<S3Response<PutObjectLockConfigurationOutput>> {
     let mut b = s.bucket(&req, &req.input.bucket, Need::Configure).await?;
+    require_integrity_header(&req.headers)?;
     let config = req
         .input
         .object_lock_configuration
@@ -110,6 +111,7 @@ pub async fn put_retention(
 ) -> S3Result<S3Response<PutObjectRetentionOutput>> {
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
+    require_integrity_header(&req.headers)?;
     let row = locked_version(s, &bucket, &input.key, input.version_id.as_deref()).await?;
     let now = store::now_us();
     let retention = input.retention.clone().unwrap_or_default();
@@ -187,6 +189,7 @@ pub async fn put_legal_hold(
 ) -> S3Result<S3Response<PutObjectLegalHoldOutput>> {
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Write).await?;
+    require_integrity_header(&req.headers)?;
     let row = locked_version(s, &bucket, &input.key, input.version_id.as_deref()).await?;
     let status = input
         .legal_hold
@@ -207,6 +210,17 @@ pub async fn get_legal_hold(
     let input = &req.input;
     let bucket = s.bucket(&req, &input.bucket, Need::Read).await?;
     let row = locked_version(s, &bucket, &input.key, input.version_id.as_deref()).await?;
+    // A hold given when the version was written counts as applied.
+    if !row.legal_hold
+        && !lock_store::legal_hold_applied(s.db(), &row.id)
+            .await
+            .map_err(db_error)?
+    {
+        return Err(s3_error!(
+            NoSuchObjectLockConfiguration,
+            "The specified object does not have a ObjectLock configuration"
+        ));
+    }
     let status = if row.legal_hold {
         ObjectLockLegalHoldStatus::ON
     } else {

@@ -61,6 +61,28 @@ pub(crate) fn caller<T>(req: &S3Request<T>) -> S3Result<&Caller> {
         .ok_or_else(|| s3_error!(AccessDenied, "Anonymous access is not allowed here."))
 }
 
+/// S3 requires an integrity check on object lock settings, objects written
+/// with lock parameters and CORS rules: a Content-MD5 header, or an
+/// `x-amz-checksum-*` one (in the headers or announced as a trailer, as
+/// clients with flexible checksums send it), or the checksum algorithm.
+pub(crate) fn require_integrity_header(headers: &http::HeaderMap) -> S3Result<()> {
+    let is_checksum = |name: &str| name.to_ascii_lowercase().starts_with("x-amz-checksum-");
+    let has_checksum = headers.contains_key("content-md5")
+        || headers.contains_key("x-amz-sdk-checksum-algorithm")
+        || headers.keys().any(|name| is_checksum(name.as_str()))
+        || headers
+            .get("x-amz-trailer")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| is_checksum(t.trim())));
+    if has_checksum {
+        return Ok(());
+    }
+    Err(s3_error!(
+        InvalidRequest,
+        "Missing required header for this request: Content-MD5"
+    ))
+}
+
 impl ObjectStore {
     /// Loads `name` and checks the request may act on it as `need` says.
     pub(crate) async fn bucket<T>(
@@ -409,5 +431,36 @@ impl S3 for ObjectStore {
         req: S3Request<GetBucketPolicyStatusInput>,
     ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
         bucket::get_policy_status(self, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    HeaderValue::from_static(v),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_integrity_header_is_any_of_md5_checksum_or_checksum_trailer() {
+        let ok = |h| super::require_integrity_header(&headers(h)).is_ok();
+        assert!(ok(&[("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg==")]));
+        assert!(ok(&[("x-amz-checksum-crc32", "AAAAAA==")]));
+        assert!(ok(&[("x-amz-trailer", "x-amz-checksum-crc32c")]));
+        assert!(ok(&[("x-amz-sdk-checksum-algorithm", "CRC32")]));
+        assert!(!ok(&[]));
+        assert!(!ok(&[
+            ("x-amz-trailer", "x-amz-meta-a"),
+            ("content-type", "text/xml")
+        ]));
     }
 }

@@ -338,6 +338,12 @@ pub async fn put(
         input.object_lock_legal_hold_status.as_ref(),
         store::now_us(),
     )?;
+    if input.object_lock_mode.is_some()
+        || input.object_lock_retain_until_date.is_some()
+        || input.object_lock_legal_hold_status.is_some()
+    {
+        super::require_integrity_header(&req.headers)?;
+    }
     if input.if_match.is_some() || input.if_none_match.is_some() {
         let current = store::get_latest(s.db(), &bucket.id, &input.key)
             .await

@@ -71,12 +71,22 @@ pub async fn set_retention(
 
 pub async fn set_legal_hold(db: &Db, object_id: &str, on: bool) -> DbResult<()> {
     let mut tx = db.begin_write().await?;
-    sqlx::query("UPDATE s3_objects SET legal_hold = $1 WHERE id = $2")
+    sqlx::query("UPDATE s3_objects SET legal_hold = $1, legal_hold_applied = 1 WHERE id = $2")
         .bind(himmel_db::b(on))
         .bind(object_id)
         .execute(&mut **tx)
         .await?;
     tx.commit().await
+}
+
+/// Whether PutObjectLegalHold was ever applied to the version.
+pub async fn legal_hold_applied(db: &Db, object_id: &str) -> DbResult<bool> {
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT legal_hold_applied FROM s3_objects WHERE id = $1")
+            .bind(object_id)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(applied.unwrap_or(0) != 0)
 }
 
 /// What deleting a version of a locked bucket did.
