@@ -72,14 +72,18 @@ fn action_name(op: &str) -> &'static str {
     leaked
 }
 
-pub fn router(service: S3Service, audit: Arc<dyn AuditSink>) -> axum::Router {
+/// The S3 service as an axum router (its transport errors answered 500).
+pub fn router(service: S3Service) -> axum::Router {
     let service = HandleError::new(service, |e: s3s::HttpError| async move {
         tracing::error!(error = ?e, "S3 request failed");
         (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     });
-    axum::Router::new()
-        .fallback_service(service)
-        .layer(axum::middleware::from_fn_with_state(audit, record))
+    axum::Router::new().fallback_service(service)
+}
+
+/// Writes one audit record for every request `router` answers.
+pub fn recorded(router: axum::Router, audit: Arc<dyn AuditSink>) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(audit, record))
 }
 
 async fn record(State(audit): State<Arc<dyn AuditSink>>, mut req: Request, next: Next) -> Response {

@@ -355,6 +355,9 @@ pub fn action(operation: &str, reads: bool) -> String {
         | "CompleteMultipartUpload" => "PutObject",
         "DeleteObjects" => "DeleteObject",
         "GetBucketPolicyStatus" => "GetBucketPolicyStatus",
+        // S3 names the CORS actions in capitals; deleting is putting
+        "GetBucketCors" => "GetBucketCORS",
+        "PutBucketCors" | "DeleteBucketCors" => "PutBucketCORS",
         other => other,
     };
     format!("s3:{name}")
@@ -475,6 +478,7 @@ mod tests {
         assert!(glob("*", "", false));
         assert_eq!(action("HeadObject", true), "s3:GetObject");
         assert_eq!(action("CopyObject", true), "s3:GetObject");
+        assert_eq!(action("DeleteBucketCors", false), "s3:PutBucketCORS");
         assert_eq!(action("CopyObject", false), "s3:PutObject");
     }
 }

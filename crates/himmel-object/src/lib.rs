@@ -12,6 +12,7 @@ pub mod auth;
 pub mod bucket_policy;
 pub mod catalog;
 mod commit;
+pub mod cors;
 pub mod engine;
 mod list;
 pub mod lock;
@@ -109,6 +110,11 @@ impl ObjectStore {
             keys: self.inner.keys.clone(),
         });
         let service = builder.build();
-        audit::router(service, audit)
+        // CORS inside the audit layer: preflights are recorded too
+        let with_cors = audit::router(service).layer(axum::middleware::from_fn_with_state(
+            self.clone(),
+            cors::layer,
+        ));
+        audit::recorded(with_cors, audit)
     }
 }

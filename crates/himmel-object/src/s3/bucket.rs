@@ -151,6 +151,9 @@ pub async fn delete(
             "The bucket you tried to delete is not empty."
         ));
     }
+    crate::store_ext::cors::delete(s.db(), &bucket.id)
+        .await
+        .map_err(db_error)?;
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 
