@@ -5,11 +5,13 @@ Access-Control-* headers."""
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from test_audit_trail import export_events
 from test_s3 import client, error_of, s3_tenant
 from test_s3_lock import without_integrity_headers
 
@@ -114,3 +116,19 @@ def test_actual_requests_carry_the_granted_headers(shared):
     assert status == 200 and "access-control-allow-origin" not in headers
     status, headers, _ = send("HEAD", url, {"Origin": "https://elsewhere.test"})
     assert status == 200 and "access-control-allow-origin" not in headers
+
+
+def test_preflights_are_audited(shared, region, tmp_path):
+    t, _, bucket = shared
+    status, headers, _ = send("OPTIONS", f"{t['endpoint']}/{bucket}/page.txt", {
+        "Origin": "https://elsewhere.test", "Access-Control-Request-Method": "DELETE"})
+    assert status == 403
+    request_id = headers["x-amz-request-id"]
+    deadline = time.monotonic() + 10
+    while True:
+        events = {e["request_id"]: e for e in export_events(region, tmp_path / "trail.jsonl")}
+        if request_id in events or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert events[request_id]["name"] == "s3:PreflightRequest"
+    assert events[request_id]["outcome"] == "failure"
