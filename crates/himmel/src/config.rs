@@ -235,3 +235,39 @@ impl ServeArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServeArgs;
+
+    fn resolve(region: Option<&str>, s3_region: Option<&str>) -> anyhow::Result<super::Settings> {
+        let dir = tempfile::tempdir()?;
+        ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            region: region.map(String::from),
+            s3_region: s3_region.map(String::from),
+            ..Default::default()
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn the_s3_region_is_the_region_in_lower_case_unless_named() {
+        let s = resolve(None, None).unwrap();
+        assert_eq!(
+            (s.region.as_str(), s.s3_region.as_str()),
+            ("RegionOne", "regionone")
+        );
+        assert_eq!(resolve(Some("North"), None).unwrap().s3_region, "north");
+        assert_eq!(
+            resolve(None, Some("eu-north-1")).unwrap().s3_region,
+            "eu-north-1"
+        );
+        // S3 signatures cannot name these
+        for bad in ["RegionOne", "eu_north", ""] {
+            let err = resolve(None, Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("--s3-region"), "{bad}: {err}");
+        }
+        assert!(resolve(Some("Nord Süd"), None).is_err());
+    }
+}
