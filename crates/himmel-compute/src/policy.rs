@@ -67,6 +67,11 @@ operations! {
     MANAGE_INTERFACES = "os_compute_api:os-attach-interfaces:create", "compute/server", [ADMIN, MEMBER];
     GET_SECURITY_GROUPS = "os_compute_api:os-security-groups:list", "compute/server", [ADMIN, READER];
 
+    LIST_SERVER_GROUPS = "os_compute_api:os-server-groups:index", "compute/server_group", [ADMIN, READER];
+    GET_SERVER_GROUP = "os_compute_api:os-server-groups:show", "compute/server_group", [ADMIN, READER];
+    CREATE_SERVER_GROUP = "os_compute_api:os-server-groups:create", "compute/server_group", [MEMBER];
+    DELETE_SERVER_GROUP = "os_compute_api:os-server-groups:delete", "compute/server_group", [ADMIN, MEMBER];
+
     LIST_HYPERVISORS = "os_compute_api:os-hypervisors:list", "compute/hypervisor", [ADMIN];
     LIST_SERVICES = "os_compute_api:os-services:list", "compute/service", [ADMIN];
 }

@@ -10,6 +10,7 @@ mod quotas;
 mod server_actions;
 mod server_create;
 mod server_extras;
+mod server_groups;
 mod servers;
 mod wire;
 mod zones;
@@ -36,6 +37,7 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
         .merge(servers::routes(p))
         .merge(server_actions::routes(p))
         .merge(server_extras::routes(p))
+        .merge(server_groups::routes(p))
         .merge(hosts::routes(p));
     let api = Router::new()
         .route("/", p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions))

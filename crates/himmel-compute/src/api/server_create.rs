@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::servers::{check_name, metadata_from};
-use super::{flavors, keypairs, wire};
+use super::{flavors, keypairs, server_groups, wire};
 use crate::images::BootImage;
 use crate::model::{Fault, FlavorSnapshot, NicRequest, Power, Server, VmState, AVAILABILITY_ZONE};
 use crate::policy::*;
@@ -473,6 +473,9 @@ pub async fn create(
         if made == 0 {
             return Err(e.into());
         }
+    }
+    if let Some(group) = &group_hint {
+        server_groups::check_members(&mut tx, group, &project, wire::is_admin(&ctx), made).await?;
     }
     let now = now();
     let mut created: Vec<Server> = Vec::new();

@@ -9,6 +9,7 @@ use sqlx::AnyConnection;
 
 use super::db_err;
 use crate::model::{Keypair, Server};
+use crate::scheduler::model::ServerGroup;
 
 /// Nova's quota resources (microversion 2.1 shape) and their defaults.
 pub const DEFAULTS: &[(&str, i64)] = &[
@@ -89,7 +90,8 @@ pub async fn reset(conn: &mut AnyConnection, project_id: &str) -> Result<(), Err
 }
 
 /// What a project uses now: instances, cores and ram of its servers
-/// (a resizing server counts its larger flavor), and `user_id`'s keypairs.
+/// (a resizing server counts its larger flavor), its server groups, and
+/// `user_id`'s keypairs.
 pub async fn usage(
     conn: &mut AnyConnection,
     project_id: &str,
@@ -107,6 +109,8 @@ pub async fn usage(
         *out.entry("cores".into()).or_default() += cores;
         *out.entry("ram".into()).or_default() += ram;
     }
+    let groups: Vec<ServerGroup> = super::list(conn, Some(project_id)).await?;
+    out.insert("server_groups".into(), groups.len() as i64);
     let keypairs: Vec<Keypair> = super::list_for_user(conn, user_id).await?;
     out.insert("key_pairs".into(), keypairs.len() as i64);
     Ok(out)
