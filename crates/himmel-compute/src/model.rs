@@ -193,6 +193,10 @@ pub struct Server {
     pub flavor: FlavorSnapshot,
     /// The flavor before a resize, until it is confirmed or reverted.
     pub old_flavor: Option<FlavorSnapshot>,
+    /// The placement consumer holding the old flavor's resources during a
+    /// resize (Nova's migration record), until it is confirmed or reverted.
+    #[serde(default)]
+    pub migration_id: Option<String>,
     /// Empty when the server boots from a volume (not offered yet).
     pub image_ref: String,
     /// What the image said when the server got it.

@@ -2,6 +2,7 @@
 //! with a state change, instance actions, faults.
 
 use himmel_core::{Error, RequestContext};
+use sqlx::AnyConnection;
 
 use crate::model::{Fault, InstanceAction, Resource, Server};
 use crate::store::{self, db_err};
@@ -28,13 +29,23 @@ pub async fn modify<T>(
     change: impl FnOnce(&mut Server) -> Result<T, Error>,
 ) -> Result<(Server, T), Error> {
     let mut tx = s.db().begin_write().await.map_err(db_err)?;
-    let mut server = store::get::<Server>(&mut tx, id)
+    let out = modify_in(&mut tx, id, change).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(out)
+}
+
+/// [`modify`] inside the caller's write transaction.
+pub async fn modify_in<T>(
+    conn: &mut AnyConnection,
+    id: &str,
+    change: impl FnOnce(&mut Server) -> Result<T, Error>,
+) -> Result<(Server, T), Error> {
+    let mut server = store::get::<Server>(conn, id)
         .await?
         .ok_or_else(|| not_found(id))?;
     let out = change(&mut server)?;
     server.updated_at = now();
-    store::update(&mut tx, &server).await?;
-    tx.commit().await.map_err(db_err)?;
+    store::update(conn, &server).await?;
     Ok((server, out))
 }
 
@@ -69,9 +80,17 @@ pub fn fault(code: u16, message: &str) -> Fault {
     }
 }
 
-/// Removes a server's rows (the server and its actions).
+/// Removes a server's rows (the server and its actions) and gives back
+/// what it holds.
 pub async fn purge(s: &ComputeService, id: &str) -> Result<(), Error> {
     let mut tx = s.db().begin_write().await.map_err(db_err)?;
+    // A server deleted while resized also holds its old flavor's resources.
+    if let Some(migration) = store::get::<Server>(&mut tx, id)
+        .await?
+        .and_then(|sv| sv.migration_id)
+    {
+        crate::placement::store::delete_allocations(&mut tx, &migration).await?;
+    }
     store::delete_children(&mut tx, InstanceAction::KIND, id).await?;
     store::delete(&mut tx, Server::KIND, id).await?;
     crate::scheduler::release_in(&mut tx, id).await?;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use himmel_compute::scheduler::model::{Aggregate, GroupPolicy, ServerGroup};
 use himmel_compute::scheduler::{self, Request, ScheduleError};
-use serde_json::json;
+use serde_json::{json, Value};
 use support::{Engine, Region};
 
 /// Registers a host with `vcpus` (ratio 1) and `ram` MiB.
@@ -274,34 +274,73 @@ async fn weighing_zones_and_dedicated_hosts(engine: Engine) {
     // big had 6 vCPUs free, small 7: one 4-vCPU server fits on each.
     assert_eq!(placed, 2);
 
-    // Resize claims the new flavor on the same host, or fails and keeps the old.
-    let req = request("vip", 2, 1024);
+    // Resize claims the new flavor on the same host beside the old one (held
+    // by the migration until confirmed or reverted), or fails and changes nothing.
+    let req = request("vip", 1, 1024);
     assert_eq!(place(&r, &req).await, "dedicated");
-    let bigger = BTreeMap::from([("VCPU".to_string(), 2), ("MEMORY_MB".to_string(), 2048)]);
-    scheduler::claim_resize(r.compute.db(), &req.consumer, &bigger)
+    let held = |consumer: String| {
+        let r = &r;
+        async move {
+            let (_, v) = r
+                .raw(
+                    "GET",
+                    &format!("/placement/allocations/{consumer}"),
+                    &r.admin,
+                    None,
+                    &[],
+                )
+                .await;
+            v["allocations"]
+                .as_object()
+                .unwrap()
+                .values()
+                .next()
+                .map(|a| a["resources"].clone())
+                .unwrap_or(Value::Null)
+        }
+    };
+    let bigger = BTreeMap::from([("VCPU".to_string(), 1), ("MEMORY_MB".to_string(), 2048)]);
+    scheduler::claim_resize(r.compute.db(), &req.consumer, "migration-1", &bigger)
         .await
         .unwrap();
+    assert_eq!(
+        held(req.consumer.clone()).await,
+        json!({"VCPU": 1, "MEMORY_MB": 2048})
+    );
+    assert_eq!(
+        held("migration-1".into()).await,
+        json!({"VCPU": 1, "MEMORY_MB": 1024})
+    );
     let huge = BTreeMap::from([("VCPU".to_string(), 64)]);
     assert!(matches!(
-        scheduler::claim_resize(r.compute.db(), &req.consumer, &huge).await,
+        scheduler::claim_resize(r.compute.db(), &req.consumer, "migration-2", &huge).await,
         Err(ScheduleError::NoValidHost(_))
     ));
-    let (_, held) = r
-        .raw(
-            "GET",
-            &format!("/placement/allocations/{}", req.consumer),
-            &r.admin,
-            None,
-            &[],
-        )
-        .await;
-    let resources = &held["allocations"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()["resources"];
-    assert_eq!(resources, &json!({"VCPU": 2, "MEMORY_MB": 2048}));
+    assert_eq!(
+        held(req.consumer.clone()).await,
+        json!({"VCPU": 1, "MEMORY_MB": 2048})
+    );
+    assert_eq!(held("migration-2".into()).await, Value::Null);
+    // Confirming frees the old flavor.
+    let mut tx = r.compute.db().begin_write().await.unwrap();
+    scheduler::confirm_resize_in(&mut tx, "migration-1")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(held("migration-1".into()).await, Value::Null);
+    // Reverting frees the new one.
+    let smaller = BTreeMap::from([("VCPU".to_string(), 1), ("MEMORY_MB".to_string(), 512)]);
+    scheduler::claim_resize(r.compute.db(), &req.consumer, "migration-3", &smaller)
+        .await
+        .unwrap();
+    scheduler::revert_resize(r.compute.db(), &req.consumer, "migration-3")
+        .await
+        .unwrap();
+    assert_eq!(
+        held(req.consumer.clone()).await,
+        json!({"VCPU": 1, "MEMORY_MB": 2048})
+    );
+    assert_eq!(held("migration-3".into()).await, Value::Null);
 }
 
 async fn concurrent_creates_never_overcommit(engine: Engine) {

@@ -17,6 +17,7 @@ use super::servers::{check_name, metadata_from, render, visible};
 use super::{flavors, wire};
 use crate::model::{FlavorSnapshot, Power, Server, VmState};
 use crate::policy::*;
+use crate::scheduler;
 use crate::servers;
 use crate::store::{db_err, quota};
 use crate::ComputeService;
@@ -68,6 +69,61 @@ async fn transition(
     Ok(server)
 }
 
+enum Settle {
+    Confirm,
+    Revert,
+}
+
+/// Confirms or reverts a resize. The server's change and the placement
+/// move that goes with it commit together, so a failure between them
+/// cannot leave a flavor's resources held (or freed) for good.
+async fn settle_resize(
+    s: &ComputeService,
+    ctx: &RequestContext,
+    id: &str,
+    settle: Settle,
+) -> Result<(), Error> {
+    let action = match settle {
+        Settle::Confirm => "confirmResize",
+        Settle::Revert => "revertResize",
+    };
+    let mut tx = s.db().begin_write().await.map_err(db_err)?;
+    let (server, migration) = servers::modify_in(&mut tx, id, |sv| {
+        if !server_settled(sv) || sv.vm_state != VmState::Resized {
+            return Err(conflict(action, sv));
+        }
+        match settle {
+            Settle::Confirm => {
+                sv.old_flavor = None;
+                sv.vm_state = if sv.power == Power::Stopped {
+                    VmState::Stopped
+                } else {
+                    VmState::Active
+                };
+            }
+            Settle::Revert => {
+                if let Some(old) = sv.old_flavor.take() {
+                    sv.flavor = old;
+                }
+                sv.task_state = Some("resize_reverting".into());
+                sv.generation += 1;
+            }
+        }
+        Ok(sv.migration_id.take())
+    })
+    .await?;
+    if let Some(migration) = migration {
+        match settle {
+            Settle::Confirm => scheduler::confirm_resize_in(&mut tx, &migration).await?,
+            Settle::Revert => scheduler::revert_resize_in(&mut tx, id, &migration).await?,
+        }
+    }
+    tx.commit().await.map_err(db_err)?;
+    servers::record_action(s, &server, ctx, action).await?;
+    s.changed();
+    Ok(())
+}
+
 fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
@@ -95,7 +151,7 @@ async fn action(
         .next()
         .map(|(k, v)| (k.as_str(), v))
         .unwrap_or(("", &Value::Null));
-    use VmState::{Active, Paused, Resized, Stopped};
+    use VmState::{Active, Paused, Stopped};
     match name {
         "reboot" => {
             let hard = match arg.get("type").and_then(Value::as_str) {
@@ -169,28 +225,11 @@ async fn action(
         "rebuild" => rebuild(&s, &ctx, &headers, &server, arg).await,
         "resize" => resize(&s, &ctx, &server, arg).await,
         "confirmResize" => {
-            transition(&s, &ctx, &id, "confirmResize", &[Resized], |sv| {
-                sv.old_flavor = None;
-                sv.vm_state = if sv.power == Power::Stopped {
-                    Stopped
-                } else {
-                    Active
-                };
-                Ok(())
-            })
-            .await?;
+            settle_resize(&s, &ctx, &id, Settle::Confirm).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         "revertResize" => {
-            transition(&s, &ctx, &id, "revertResize", &[Resized], |sv| {
-                if let Some(old) = sv.old_flavor.take() {
-                    sv.flavor = old;
-                }
-                sv.task_state = Some("resize_reverting".into());
-                sv.generation += 1;
-                Ok(())
-            })
-            .await?;
+            settle_resize(&s, &ctx, &id, Settle::Revert).await?;
             Ok(accepted())
         }
         "os-getConsoleOutput" => console_output(&s, &ctx, &server, arg).await,
@@ -352,14 +391,40 @@ async fn resize(
     .await?;
     tx.commit().await.map_err(db_err)?;
     use VmState::{Active, Stopped};
-    transition(s, ctx, &server.id, "resize", &[Active, Stopped], |sv| {
+    if !server_settled(server) || ![Active, Stopped].contains(&server.vm_state) {
+        return Err(conflict("resize", server).into());
+    }
+    // The new flavor must fit the host beside the old one (Nova answers a
+    // resize no host can take with a 400 and leaves the server as it was).
+    let migration = uuid::Uuid::new_v4().to_string();
+    let wanted = scheduler::flavor_resources(&flavor);
+    match scheduler::claim_resize(s.db(), &server.id, &migration, &wanted).await {
+        Ok(()) => {}
+        Err(scheduler::ScheduleError::Failed(e)) => return Err(e.into()),
+        Err(e) => return Err(Error::BadRequest(e.message()).into()),
+    }
+    let moved = servers::modify(s, &server.id, |sv| {
+        if !server_settled(sv) || ![Active, Stopped].contains(&sv.vm_state) {
+            return Err(conflict("resize", sv));
+        }
         sv.old_flavor = Some(sv.flavor.clone());
         sv.flavor = flavor;
+        sv.migration_id = Some(migration.clone());
         sv.task_state = Some("resize_prep".into());
         sv.generation += 1;
         Ok(())
     })
-    .await?;
+    .await;
+    let resized = match moved {
+        Ok((resized, ())) => resized,
+        Err(e) => {
+            // The server changed meanwhile: give the claim back.
+            scheduler::revert_resize(s.db(), &server.id, &migration).await?;
+            return Err(e.into());
+        }
+    };
+    servers::record_action(s, &resized, ctx, "resize").await?;
+    s.changed();
     Ok(accepted())
 }
 

@@ -497,6 +497,7 @@ pub async fn create(
             power_state: 0,
             flavor: flavor.clone(),
             old_flavor: None,
+            migration_id: None,
             image_ref: image.id.clone(),
             image: image.clone(),
             key_name: key.as_ref().map(|k| k.name.clone()),

@@ -292,11 +292,16 @@ pub async fn release_in(conn: &mut AnyConnection, consumer: &str) -> Result<(), 
     Ok(())
 }
 
-/// Claims a resized server's new flavor on its host, replacing what it held;
-/// fails with NoValidHost (and changes nothing) when it does not fit there.
+/// Claims a resized server's new flavor on its host, as Nova does: the
+/// old flavor's allocation moves to the consumer `migration` and the server
+/// claims the new flavor beside it, so the host must have room for both
+/// until the resize is confirmed ([`confirm_resize`]) or reverted
+/// ([`revert_resize`]). Fails with NoValidHost, changing nothing, when the
+/// new flavor does not fit.
 pub async fn claim_resize(
     db: &Db,
     consumer: &str,
+    migration: &str,
     resources: &Resources,
 ) -> Result<(), ScheduleError> {
     let mut tx = db.begin_write().await.map_err(db_err)?;
@@ -311,6 +316,16 @@ pub async fn claim_resize(
         provider_uuid: current.provider_uuid.clone(),
         resources: resources.clone(),
     }];
+    // Dropping the transaction on an error below undoes the move.
+    placement::delete_allocations(&mut tx, consumer).await?;
+    placement::replace_allocations(
+        &mut tx,
+        migration,
+        &held.project_id,
+        &held.user_id,
+        &held.allocations,
+    )
+    .await?;
     match placement::replace_allocations(&mut tx, consumer, &held.project_id, &held.user_id, &claim)
         .await
     {
@@ -319,6 +334,42 @@ pub async fn claim_resize(
         Err(e) => return Err(e.into()),
     }
     tx.commit().await.map_err(db_err)?;
+    Ok(())
+}
+
+/// A confirmed resize frees the old flavor's resources (inside the
+/// caller's write transaction).
+pub async fn confirm_resize_in(conn: &mut AnyConnection, migration: &str) -> Result<(), Error> {
+    placement::delete_allocations(conn, migration).await?;
+    Ok(())
+}
+
+/// A reverted resize frees the new flavor's resources: the server holds
+/// the old flavor's allocation again.
+pub async fn revert_resize(db: &Db, consumer: &str, migration: &str) -> Result<(), Error> {
+    let mut tx = db.begin_write().await.map_err(db_err)?;
+    revert_resize_in(&mut tx, consumer, migration).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// [`revert_resize`] inside the caller's write transaction.
+pub async fn revert_resize_in(
+    conn: &mut AnyConnection,
+    consumer: &str,
+    migration: &str,
+) -> Result<(), Error> {
+    let old = placement::consumer_allocations(conn, migration).await?;
+    if !old.allocations.is_empty() {
+        placement::delete_allocations(conn, migration).await?;
+        placement::replace_allocations(
+            conn,
+            consumer,
+            &old.project_id,
+            &old.user_id,
+            &old.allocations,
+        )
+        .await?;
+    }
     Ok(())
 }
 
