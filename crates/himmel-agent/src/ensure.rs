@@ -103,6 +103,10 @@ impl Dataplane {
         let mut networks_ok = HashSet::new();
 
         let current = link::links(None)?;
+        // What is no longer wanted goes first: a network deleted since the last pass may hold
+        // the VNI that a new one was just given, and the kernel refuses a second VXLAN device
+        // with it.
+        self.remove_unwanted(desired, &current)?;
         for net in &desired.networks {
             match network::ensure(&self.names, net, &current) {
                 Ok(()) => {
@@ -207,7 +211,6 @@ impl Dataplane {
 
         report.flows_cut = self.cut_flows(desired, memory.security.as_ref(), &mut report.failures);
         memory.security = Some(filtered_security(desired));
-        self.remove_unwanted(desired, &current)?;
         Ok(report)
     }
 
@@ -291,7 +294,7 @@ impl Dataplane {
     }
 
     /// Deletes this prefix's links, namespaces and DHCP servers that `desired` does not name.
-    /// `current` is the pass's listing of links: what this pass created is wanted.
+    /// `current` is the pass's listing of links, taken before it creates any.
     fn remove_unwanted(&self, desired: &DesiredDataplane, current: &[Link]) -> Result<()> {
         let n = &self.names;
         let mut links: HashSet<String> = HashSet::new();

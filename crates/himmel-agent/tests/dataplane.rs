@@ -589,13 +589,20 @@ fn ensure_with_a_smaller_state_removes_the_rest() {
     assert!(links().contains(&names.link(names::Kind::Bridge, &gone.id)));
     assert!(namespaces().contains(&names.router_netns(&router.id)));
 
+    // The removed network's VNI is handed straight to a new one (the region reuses the lowest
+    // free VNI): the old VXLAN device must be gone before the new one is made.
+    let successor = tenant_network(112, "10.68.3.0/24");
     let smaller = DesiredDataplane {
-        networks: vec![keep.clone()],
+        networks: vec![keep.clone(), successor.clone()],
         ports: vec![pa.clone()],
         routers: vec![],
     };
     lab.ensure(&smaller);
     let (l, n) = (links(), namespaces());
+    assert!(
+        l.contains(&names.link(names::Kind::Vxlan, &successor.id)),
+        "the new network has its VXLAN device with the reused VNI"
+    );
     for kind in [names::Kind::Bridge, names::Kind::Vxlan, names::Kind::Dhcp] {
         assert!(
             !l.contains(&names.link(kind, &gone.id)),
@@ -623,7 +630,10 @@ fn ensure_with_a_smaller_state_removes_the_rest() {
     let dhcp_dirs = std::fs::read_dir(lab.state_dir().join("dhcp"))
         .unwrap()
         .count();
-    assert_eq!(dhcp_dirs, 1, "only the kept network's DHCP files remain");
+    assert_eq!(
+        dhcp_dirs, 2,
+        "only the kept and the new network's DHCP files remain"
+    );
 }
 
 #[test]
