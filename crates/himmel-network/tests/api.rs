@@ -359,6 +359,8 @@ async fn bad_subnets_are_400s(r: Region) {
         json!({"network_id": nid, "cidr": "10.0.0.0/24", "allocation_pools": [{"start": "10.0.0.10", "end": "10.0.1.10"}]}),
         json!({"network_id": nid, "cidr": "10.0.0.0/24", "dns_nameservers": ["nameserver"]}),
         json!({"network_id": nid, "cidr": "10.0.0.0/24", "ipv6_ra_mode": "slaac"}),
+        json!({"network_id": nid, "cidr": "2001:db8::/64", "ipv6_ra_mode": "slaac",
+               "ipv6_address_mode": "dhcpv6-stateful"}),
         json!({"network_id": nid, "cidr": "10.0.0.0/24", "colour": "blue"}),
         json!({"network_id": nid, "cidr": "10.0.0.0/24", "enable_dhcp": "perhaps"}),
     ];

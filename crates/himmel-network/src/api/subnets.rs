@@ -267,6 +267,17 @@ async fn create_one(
     }
     check_ipv6_mode("ipv6_ra_mode", &req.ipv6_ra_mode, ip_version)?;
     check_ipv6_mode("ipv6_address_mode", &req.ipv6_address_mode, ip_version)?;
+    // Router advertisements and DHCPv6 must tell hosts the same thing.
+    if let (Some(ra), Some(address)) = (&req.ipv6_ra_mode, &req.ipv6_address_mode) {
+        if ra != address {
+            return Err(bad(format!(
+                "Invalid input for operation: ipv6_ra_mode set to '{ra}' with ipv6_address_mode \
+                 set to '{address}' is not valid. If both attributes are set, they must be the \
+                 same value."
+            ))
+            .into());
+        }
+    }
     wire::check_len("name", &req.name)?;
     wire::check_len("description", &req.description)?;
     let default_gateway =
