@@ -223,6 +223,20 @@ async fn hint_places_members(r: Region) {
     // An unknown group, or another project's, is a bad request.
     let (st, v) = server_in(&r, &m, &net, "no-such-group").await;
     assert_eq!(st, 400, "{v}");
+    // The SDK sends the hints under their extension name.
+    let (st, v) = r
+        .call(
+            "POST",
+            "/servers",
+            &m.token,
+            Some(json!({
+                "server": {"name": "g", "imageRef": DISK_IMAGE, "flavorRef": TINY,
+                           "networks": [{"uuid": net}]},
+                "OS-SCH-HNT:scheduler_hints": {"group": "no-such-group"},
+            })),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
     let other = r.member("hinted-other", "member").await;
     let (_, og) = group(&r, &other.token, "theirs", "affinity").await;
     let (st, _) = server_in(&r, &m, &net, og["server_group"]["id"].as_str().unwrap()).await;

@@ -600,9 +600,14 @@ pub async fn create(
     ))
 }
 
-/// The server group of `os:scheduler_hints` (`{"group": "<uuid>"}`), if any.
+/// The server group of the scheduler hints (`{"group": "<uuid>"}`), if any.
+/// Nova takes them as `os:scheduler_hints` or, as the SDK sends them,
+/// `OS-SCH-HNT:scheduler_hints`.
 fn scheduler_group(body: &Value) -> Result<Option<String>, Error> {
-    match body.get("os:scheduler_hints").and_then(|h| h.get("group")) {
+    let hints = body
+        .get("os:scheduler_hints")
+        .or_else(|| body.get("OS-SCH-HNT:scheduler_hints"));
+    match hints.and_then(|h| h.get("group")) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(g)) => Ok(Some(g.clone())),
         Some(other) => Err(Error::BadRequest(format!(
