@@ -48,12 +48,13 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     .await?;
     if let Some(password) = &created.admin_password {
         write_clouds_yaml(&s, &identity_url, password)?;
-        // Printed once, on the first start only; it is in clouds.yaml too.
+        // The password goes only to clouds.yaml (mode 0600), never to the output: a service's
+        // output ends up in logs that others may read.
         println!(
-            "bootstrapped region {}: admin password {password}",
-            s.region
+            "bootstrapped region {}: the admin's credentials are in {} (readable by this user only)",
+            s.region,
+            s.data_dir.join("clouds.yaml").display()
         );
-        println!("clouds.yaml: {}", s.data_dir.join("clouds.yaml").display());
     }
 
     let network = himmel_network::NetworkService::new(db.clone());
