@@ -128,6 +128,10 @@ pub struct Plug {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Router {
     pub id: String,
+    /// An administratively down router keeps its namespace and interfaces (so its ports are
+    /// in place) but neither forwards nor answers: forwarding is off and its input is dropped.
+    #[serde(default = "up")]
+    pub admin_state_up: bool,
     pub interfaces: Vec<RouterInterface>,
     pub gateway: Option<RouterGateway>,
     pub floating_ips: Vec<FloatingIp>,
@@ -236,6 +240,11 @@ impl<'de> Deserialize<'de> for MacAddr {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// Serde's default for state flags that older desired states did not carry.
+fn up() -> bool {
+    true
 }
 
 #[cfg(test)]

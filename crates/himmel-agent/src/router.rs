@@ -65,15 +65,26 @@ pub fn nat_rules(table: &str, router: &Router) -> String {
             }
         }
     }
-    let _ = writeln!(s, "  }}\n}}");
+    let _ = writeln!(s, "  }}");
+    if !router.admin_state_up {
+        // Down: the router neither forwards nor answers, as if it were not there.
+        for hook in ["input", "forward"] {
+            let _ = writeln!(
+                s,
+                "  chain {hook} {{\n    type filter hook {hook} priority 0; policy drop;\n  }}"
+            );
+        }
+    }
+    let _ = writeln!(s, "}}");
     s
 }
 
 pub fn ensure(names: &Names, router: &Router, networks: &HashMap<&str, &Network>) -> Result<()> {
     let netns = names.router_netns(&router.id);
     link::ensure_netns(&netns)?;
-    link::netns_sysctl(&netns, "net.ipv4.ip_forward", "1")?;
-    link::netns_sysctl(&netns, "net.ipv6.conf.all.forwarding", "1")?;
+    let forwarding = if router.admin_state_up { "1" } else { "0" };
+    link::netns_sysctl(&netns, "net.ipv4.ip_forward", forwarding)?;
+    link::netns_sysctl(&netns, "net.ipv6.conf.all.forwarding", forwarding)?;
 
     let mut wanted_inner = Vec::new();
     for iface in &router.interfaces {
@@ -144,6 +155,7 @@ mod tests {
     fn snat_and_floating_ips() {
         let router = Router {
             id: "3f2a1c9d-0e4b-4c8a-9f1e-2d3c4b5a6f70".into(),
+            admin_state_up: true,
             interfaces: vec![],
             gateway: Some(RouterGateway {
                 port_id: "aaaaaaaa-0e4b-4c8a-9f1e-2d3c4b5a6f70".into(),
@@ -169,5 +181,18 @@ mod tests {
             fip_line < snat_line,
             "a floating IP's own SNAT comes before the router's"
         );
+        assert!(
+            !rules.contains("policy drop"),
+            "an up router filters nothing"
+        );
+        let down = nat_rules(
+            "hm_nat",
+            &Router {
+                admin_state_up: false,
+                ..router
+            },
+        );
+        assert!(down.contains("hook input priority 0; policy drop;"));
+        assert!(down.contains("hook forward priority 0; policy drop;"));
     }
 }

@@ -205,6 +205,7 @@ fn a_router_joins_two_subnets() {
     assert!(!pings(&a, "10.63.2.10"), "no router yet");
     desired.routers.push(Router {
         id: id(),
+        admin_state_up: false,
         interfaces: vec![
             router_interface(&net1, "10.63.1.1/24"),
             router_interface(&net2, "10.63.2.1/24"),
@@ -213,6 +214,10 @@ fn a_router_joins_two_subnets() {
         floating_ips: vec![],
         routes: vec![],
     });
+    lab.ensure(&desired);
+    assert!(!pings(&a, "10.63.1.1"), "a down router does not answer");
+    assert!(!pings(&a, "10.63.2.10"), "a down router does not forward");
+    desired.routers[0].admin_state_up = true;
     lab.ensure(&desired);
     assert!(pings(&a, "10.63.1.1"), "the gateway answers");
     assert!(pings(&a, "10.63.2.10"), "the router joins the subnets");
@@ -418,6 +423,7 @@ fn snat_reaches_the_internet_and_a_floating_ip_is_reachable_from_it() {
         ],
         routers: vec![Router {
             id: id(),
+            admin_state_up: true,
             interfaces: vec![router_interface(&tenant, "10.65.0.1/24")],
             gateway: Some(RouterGateway {
                 mac: MacAddr::derived(&gw_port),
@@ -511,6 +517,7 @@ fn ensure_repairs_namespaces_deleted_by_hand() {
     let p = port(&net, "10.67.0.10", &vm);
     let router = Router {
         id: id(),
+        admin_state_up: true,
         interfaces: vec![router_interface(&net, "10.67.0.1/24")],
         gateway: None,
         floating_ips: vec![],
@@ -567,6 +574,7 @@ fn ensure_with_a_smaller_state_removes_the_rest() {
     let gone = tenant_network(112, "10.68.2.0/24");
     let router = Router {
         id: id(),
+        admin_state_up: true,
         interfaces: vec![
             router_interface(&keep, "10.68.1.1/24"),
             router_interface(&gone, "10.68.2.1/24"),

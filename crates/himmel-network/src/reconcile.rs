@@ -275,7 +275,7 @@ pub fn desired(
     }
 
     let mut routers = Vec::new();
-    for r in snap.routers.iter().filter(|r| r.admin_state_up) {
+    for r in &snap.routers {
         let owned = |owner: &'static str| {
             snap.ports
                 .iter()
@@ -318,6 +318,7 @@ pub fn desired(
             .collect();
         routers.push(himmel_agent::Router {
             id: r.meta.id.clone(),
+            admin_state_up: r.admin_state_up,
             interfaces,
             gateway,
             floating_ips,
