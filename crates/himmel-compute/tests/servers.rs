@@ -161,6 +161,10 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
         .call("GET", "/servers/detail?name=^web", &m.token, None)
         .await;
     assert_eq!(v["servers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["servers"][0]["addresses"], server["addresses"],
+        "the list reads ports in bulk and shows what show shows"
+    );
     let (_, v) = r
         .call("GET", "/servers/detail?name=nomatch", &m.token, None)
         .await;

@@ -5,6 +5,8 @@
 //! These reuse the port API's allocation, quota and deletion code, so a
 //! server's port is exactly a port a user could have made.
 
+use std::collections::HashMap;
+
 use himmel_core::Error;
 
 use crate::api::{ports, security_groups};
@@ -231,6 +233,20 @@ pub async fn delete(net: &NetworkService, port_id: &str) -> Result<(), Error> {
 pub async fn get(net: &NetworkService, port_id: &str) -> Result<Option<Port>, Error> {
     let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
     store::get::<Port>(&mut conn, port_id).await
+}
+
+/// The ports with the given ids and the networks they are on, each read in one query.
+pub async fn ports_and_networks(
+    net: &NetworkService,
+    port_ids: &[&str],
+) -> Result<(HashMap<String, Port>, HashMap<String, Network>), Error> {
+    let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
+    let ports: HashMap<String, Port> = store::get_many(&mut conn, port_ids).await?;
+    let mut network_ids: Vec<&str> = ports.values().map(|p| p.network_id.as_str()).collect();
+    network_ids.sort_unstable();
+    network_ids.dedup();
+    let networks = store::get_many(&mut conn, &network_ids).await?;
+    Ok((ports, networks))
 }
 
 /// Every port bound to a device by compute (`compute:*` owners).

@@ -2,7 +2,7 @@
 //! [`super::server_create`], actions in [`super::server_actions`]. A server
 //! the caller may not read is a 404.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +13,7 @@ use himmel_core::{Error, RequestContext};
 use himmel_http::policy::decide;
 use himmel_http::{ApiResult, Authz, Ctx, Decision, Json, Pipeline};
 use himmel_network::instance_ports;
+use himmel_network::model::{Network, Port};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha224};
@@ -59,31 +60,45 @@ pub async fn visible(s: &ComputeService, authz: &Authz, id: &str) -> Result<Serv
     }
 }
 
-/// `addresses`: the fixed addresses of the server's ports by network name.
-async fn addresses(s: &ComputeService, server: &Server) -> Result<Value, Error> {
-    let mut out: Map<String, Value> = Map::new();
-    for port_id in &server.ports {
-        let Some(port) = instance_ports::get(s.network(), port_id).await? else {
-            continue;
-        };
-        let name = match instance_ports::network(s.network(), &port.network_id).await? {
-            Some(n) if !n.name.is_empty() => n.name,
-            _ => port.network_id.clone(),
-        };
-        let entry = out.entry(name).or_insert_with(|| json!([]));
-        for ip in &port.fixed_ips {
-            let version = if ip.ip_address.contains(':') { 6 } else { 4 };
-            if let Value::Array(list) = entry {
-                list.push(json!({
-                    "version": version,
-                    "addr": ip.ip_address,
-                    "OS-EXT-IPS:type": "fixed",
-                    "OS-EXT-IPS-MAC:mac_addr": port.mac_address,
-                }));
+/// The ports of the servers being rendered and their networks, read once for a whole list.
+struct PortView {
+    ports: HashMap<String, Port>,
+    networks: HashMap<String, Network>,
+}
+
+impl PortView {
+    async fn load(s: &ComputeService, servers: &[Server]) -> Result<PortView, Error> {
+        let ids: Vec<&str> = servers
+            .iter()
+            .flat_map(|sv| sv.ports.iter().map(String::as_str))
+            .collect();
+        let (ports, networks) = instance_ports::ports_and_networks(s.network(), &ids).await?;
+        Ok(PortView { ports, networks })
+    }
+
+    /// `addresses`: the fixed addresses of the server's ports by network name.
+    fn addresses(&self, server: &Server) -> Value {
+        let mut out: Map<String, Value> = Map::new();
+        for port in server.ports.iter().filter_map(|id| self.ports.get(id)) {
+            let name = match self.networks.get(&port.network_id) {
+                Some(n) if !n.name.is_empty() => n.name.clone(),
+                _ => port.network_id.clone(),
+            };
+            let entry = out.entry(name).or_insert_with(|| json!([]));
+            for ip in &port.fixed_ips {
+                let version = if ip.ip_address.contains(':') { 6 } else { 4 };
+                if let Value::Array(list) = entry {
+                    list.push(json!({
+                        "version": version,
+                        "addr": ip.ip_address,
+                        "OS-EXT-IPS:type": "fixed",
+                        "OS-EXT-IPS-MAC:mac_addr": port.mac_address,
+                    }));
+                }
             }
         }
+        Value::Object(out)
     }
-    Ok(Value::Object(out))
 }
 
 fn host_id(server: &Server) -> String {
@@ -101,6 +116,17 @@ pub async fn render(
     ctx: &RequestContext,
     headers: &HeaderMap,
 ) -> Result<Value, Error> {
+    let view = PortView::load(s, std::slice::from_ref(server)).await?;
+    Ok(render_with(&view, server, ctx, headers))
+}
+
+/// [`render`] with the ports already read.
+fn render_with(
+    view: &PortView,
+    server: &Server,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+) -> Value {
     let base = wire::base_url(headers);
     let image = if server.image_ref.is_empty() {
         json!("")
@@ -126,7 +152,7 @@ pub async fn render(
             "href": format!("{base}{}/flavors/{}", crate::PATH_PREFIX, server.flavor.id)}]},
         "created": server.created_at,
         "updated": server.updated_at,
-        "addresses": addresses(s, server).await?,
+        "addresses": view.addresses(server),
         "accessIPv4": server.access_ipv4,
         "accessIPv6": server.access_ipv6,
         "links": wire::links(headers, "servers", &server.id),
@@ -154,7 +180,7 @@ pub async fn render(
                                 "details": f.details});
         }
     }
-    Ok(v)
+    v
 }
 
 fn brief(server: &Server, headers: &HeaderMap) -> Value {
@@ -291,10 +317,11 @@ async fn list_detail(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let (found, more) = listed(&s, &ctx, &authz, raw.as_deref()).await?;
-    let mut items = Vec::with_capacity(found.len());
-    for sv in &found {
-        items.push(render(&s, sv, &ctx, &headers).await?);
-    }
+    let view = PortView::load(&s, &found).await?;
+    let items = found
+        .iter()
+        .map(|sv| render_with(&view, sv, &ctx, &headers))
+        .collect();
     Ok(Json(list_body(
         &headers,
         items,
