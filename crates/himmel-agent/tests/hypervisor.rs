@@ -416,8 +416,10 @@ fn namespace_instance_lifecycle() {
     let again = lab.hv().start(&spec).expect("start after stop");
     let ip = lab.wait_console(&id, "lease ", 4, Duration::from_secs(30));
     assert_eq!(lab.wait_http(&id, &ip, Duration::from_secs(10)), "ns-one");
-    let tail = lab.hv().console_output(&id, Some(1)).unwrap();
-    assert_eq!(tail.lines().count(), 1);
+    // Nova counts the pieces between newlines (a final newline ends an empty last piece).
+    let tail = lab.hv().console_output(&id, Some(2)).unwrap();
+    assert_eq!(tail.split('\n').count(), 2, "{tail:?}");
+    assert!(!tail.trim().is_empty(), "the end of the log: {tail:?}");
 
     lab.hv().remove(&id).expect("remove");
     lab.assert_gone(&id, again.pid.unwrap());

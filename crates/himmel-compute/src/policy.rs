@@ -60,6 +60,8 @@ operations! {
     DELETE_SERVER = "os_compute_api:servers:delete", "compute/server", [ADMIN, MEMBER];
     SERVER_ACTION = "os_compute_api:servers:action", "compute/server", [ADMIN, MEMBER];
     CONSOLE_OUTPUT = "os_compute_api:os-console-output", "compute/server", [ADMIN, MEMBER];
+    LIST_SERVER_IPS = "os_compute_api:ips:index", "compute/server", [ADMIN, READER];
+    GET_SERVER_IPS = "os_compute_api:ips:show", "compute/server", [ADMIN, READER];
     GET_SERVER_METADATA = "os_compute_api:server-metadata:index", "compute/server", [ADMIN, READER];
     SET_SERVER_METADATA = "os_compute_api:server-metadata:update", "compute/server", [ADMIN, MEMBER];
     GET_INSTANCE_ACTIONS = "os_compute_api:os-instance-actions:list", "compute/server", [ADMIN, READER];

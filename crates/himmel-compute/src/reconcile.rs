@@ -382,9 +382,20 @@ async fn restart(
         // A new root disk from the new image.
         let _ = std::fs::remove_file(instance_dir(s, &server.id).join("disk"));
     }
+    // Nova resizes (and reverts) a stopped server without starting it.
+    let stays_stopped =
+        server.power == Power::Stopped && (task == "resize_prep" || task == "resize_reverting");
     let result = async {
         let plan = plan(s, server).await?;
-        let status = if task.starts_with("rebooting") {
+        let status = if stays_stopped {
+            let id = server.id.clone();
+            let graceful = config.graceful_stop;
+            blocking(&hv, move |h| {
+                h.stop(&id, graceful)?;
+                h.status(&id)
+            })
+            .await?
+        } else if task.starts_with("rebooting") {
             let hard = task == "rebooting_hard";
             blocking(&hv, move |h| h.reboot(&plan, hard)).await?
         } else {
@@ -404,12 +415,14 @@ async fn restart(
             servers::modify(s, &server.id, |sv| {
                 sv.task_state = None;
                 sv.reboot_kind = None;
-                sv.power = Power::Running;
+                if !stays_stopped {
+                    sv.power = Power::Running;
+                }
                 sv.power_state = if status.running { RUNNING } else { SHUTDOWN };
-                sv.vm_state = if task == "resize_prep" {
-                    VmState::Resized
-                } else {
-                    VmState::Active
+                sv.vm_state = match (task.as_str(), stays_stopped) {
+                    ("resize_prep", _) => VmState::Resized,
+                    (_, true) => VmState::Stopped,
+                    _ => VmState::Active,
                 };
                 Ok(())
             })
@@ -442,7 +455,13 @@ async fn power(s: &ComputeService, config: &ReconcileConfig, server: &Server) ->
                 let graceful = config.graceful_stop;
                 blocking(&hv, move |h| h.stop(&id, graceful)).await?;
             }
-            (VmState::Stopped, SHUTDOWN)
+            // A stopped server waiting for its resize to be confirmed stays VERIFY_RESIZE.
+            let vm = if server.vm_state == VmState::Resized {
+                VmState::Resized
+            } else {
+                VmState::Stopped
+            };
+            (vm, SHUTDOWN)
         }
         Power::Running => {
             if server.task_state.as_deref() == Some("unpausing") {

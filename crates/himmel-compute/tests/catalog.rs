@@ -59,6 +59,11 @@ on_both_engines!(
             .unwrap();
         assert_eq!(resp.headers()["openstack-api-version"], "compute 2.1");
         assert_eq!(resp.headers()["x-openstack-nova-api-version"], "2.1");
+        assert_eq!(
+            resp.headers()["x-compute-request-id"],
+            resp.headers()["x-openstack-request-id"],
+            "Nova names the request id twice"
+        );
 
         // Nova's error body for an unknown path and a missing token.
         let (status, v) = r.call("GET", "/no-such-thing", &r.admin, None).await;

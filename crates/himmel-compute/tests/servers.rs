@@ -219,11 +219,86 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
             "PUT",
             &format!("/servers/{id}"),
             &m.token,
-            Some(json!({"server": {"name": "web-2"}})),
+            Some(json!({"server": {"name": "web-2",
+                "accessIPv6": "0000:0000:0000:0000:0000:babe:220.12.22.2"}})),
         )
         .await;
     assert_eq!(status, 200);
     assert_eq!(v["server"]["name"], "web-2");
+    assert_eq!(
+        v["server"]["accessIPv6"], "::babe:dc0c:1602",
+        "as Nova shows it"
+    );
+    assert_eq!(v["server"]["addresses"], server["addresses"]);
+    assert!(
+        v["server"].get("OS-EXT-STS:vm_state").is_none() && v["server"].get("key_name").is_none(),
+        "an update answers the shorter body: {v}"
+    );
+
+    // Addresses by network, and the list filtered by address.
+    let (status, v) = r
+        .call("GET", &format!("/servers/{id}/ips"), &reader.token, None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["addresses"]["life-net"],
+        json!([{"version": 4, "addr": addr}])
+    );
+    let (status, v) = r
+        .call(
+            "GET",
+            &format!("/servers/{id}/ips/life-net"),
+            &m.token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"life-net": [{"version": 4, "addr": addr}]}));
+    let (status, v) = r
+        .call(
+            "GET",
+            &format!("/servers/{id}/ips/no-such-net"),
+            &m.token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(v["itemNotFound"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("network"));
+    let (_, v) = r
+        .call("GET", &format!("/servers?ip={addr}"), &m.token, None)
+        .await;
+    assert_eq!(v["servers"][0]["id"], id.as_str());
+    let (_, v) = r.call("GET", "/servers?ip=^192%5C.", &m.token, None).await;
+    assert_eq!(v["servers"].as_array().unwrap().len(), 0);
+
+    // Without any security group the server shows no `security_groups`, as in Nova.
+    let (status, v) = action(
+        &r,
+        &m.token,
+        &id,
+        json!({"removeSecurityGroup": {"name": "default"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let (_, v) = r
+        .call("GET", &format!("/servers/{id}"), &m.token, None)
+        .await;
+    assert!(v["server"].get("security_groups").is_none(), "{v}");
+    let (status, v) = action(
+        &r,
+        &m.token,
+        &id,
+        json!({"addSecurityGroup": {"name": "default"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let (_, v) = r
+        .call("GET", &format!("/servers/{id}"), &m.token, None)
+        .await;
+    assert_eq!(v["server"]["security_groups"][0]["name"], "default");
 
     // Stop, start, reboot, pause, unpause.
     let (status, _) = action(&r, &m.token, &id, json!({"os-stop": null})).await;
@@ -289,6 +364,25 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
     let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
     assert_eq!(s["flavor"]["id"], big.as_str());
     assert_eq!(r.host.instance(&id).unwrap().plan.unwrap().vcpus, 2);
+
+    // A stopped server is resized without being started, and stays stopped after the confirm.
+    let (status, _) = action(&r, &m.token, &id, json!({"os-stop": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "SHUTOFF").await;
+    let (status, v) = action(&r, &m.token, &id, json!({"resize": {"flavorRef": small}})).await;
+    assert_eq!(status, 202, "{v}");
+    let s = wait_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
+    assert_eq!(s["OS-EXT-STS:power_state"], 4, "still shut down");
+    assert!(!r.host.instance(&id).unwrap().running);
+    let (status, _) = action(&r, &m.token, &id, json!({"confirmResize": null})).await;
+    assert_eq!(status, 204);
+    let s = wait_status(&r, &m.token, &id, "SHUTOFF").await;
+    assert_eq!(s["flavor"]["id"], small.as_str());
+    assert!(!r.host.instance(&id).unwrap().running);
+    let (status, _) = action(&r, &m.token, &id, json!({"os-start": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
+    assert_eq!(r.host.instance(&id).unwrap().plan.unwrap().vcpus, 1);
 
     // Rebuild onto a kernel image: the qemu driver boots it directly.
     let (status, v) = action(

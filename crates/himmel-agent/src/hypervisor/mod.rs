@@ -396,13 +396,13 @@ fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The last `n` lines of `text`.
+/// The last `n` pieces of `text` split at newlines, as Nova counts them: a log that ends with
+/// a newline has an empty last piece, so `n = 3` gives two lines and that newline.
 fn tail(text: &str, n: usize) -> &str {
     if n == 0 {
         return "";
     }
-    let trimmed = text.strip_suffix('\n').unwrap_or(text);
-    match trimmed.rmatch_indices('\n').nth(n - 1) {
+    match text.rmatch_indices('\n').nth(n - 1) {
         Some((at, _)) => &text[at + 1..],
         None => text,
     }
@@ -423,7 +423,8 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_last_lines() {
-        assert_eq!(tail("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(tail("a\nb\nc\n", 3), "b\nc\n");
+        assert_eq!(tail("a\nb\nc\n", 3).split('\n').count(), 3, "Nova's count");
         assert_eq!(tail("a\nb\nc", 2), "b\nc");
         assert_eq!(tail("a\nb\n", 5), "a\nb\n");
         assert_eq!(tail("a\nb\n", 0), "");

@@ -99,6 +99,10 @@ pub async fn negotiate(mut req: Request, next: Next) -> Response {
         "vary",
         HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
     );
+    // Nova names the request id a second time; clients (Tempest's instance actions) read it.
+    if let Some(id) = h.get("x-openstack-request-id").cloned() {
+        h.insert("x-compute-request-id", id);
+    }
     resp
 }
 

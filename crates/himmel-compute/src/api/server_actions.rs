@@ -13,7 +13,7 @@ use himmel_http::{ApiResult, Authz, Ctx, Decision, Json, Pipeline};
 use himmel_network::instance_ports;
 use serde_json::{json, Value};
 
-use super::servers::{check_name, metadata_from, render, visible};
+use super::servers::{check_name, metadata_from, render, update_shape, visible};
 use super::{flavors, wire};
 use crate::model::{FlavorSnapshot, Power, Server, VmState};
 use crate::policy::*;
@@ -328,7 +328,7 @@ async fn rebuild(
         },
     )
     .await?;
-    let mut v = render(s, &rebuilt, ctx, headers).await?;
+    let mut v = update_shape(render(s, &rebuilt, ctx, headers).await?);
     v["adminPass"] = json!(himmel_core::ids::new_id()[..12].to_string());
     Ok(wire::with_status(
         StatusCode::ACCEPTED,

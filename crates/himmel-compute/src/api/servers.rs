@@ -42,6 +42,14 @@ pub fn routes(p: &Pipeline) -> Router<ComputeService> {
             p.on(&SERVICE, &LIST_SERVERS, MethodFilter::GET, list_detail),
         )
         .route(
+            "/servers/{id}/ips",
+            p.on(&SERVICE, &LIST_SERVER_IPS, MethodFilter::GET, list_ips),
+        )
+        .route(
+            "/servers/{id}/ips/{network}",
+            p.on(&SERVICE, &GET_SERVER_IPS, MethodFilter::GET, show_ips),
+        )
+        .route(
             "/servers/{id}",
             p.on(&SERVICE, &GET_SERVER, MethodFilter::GET, show)
                 .merge(p.on(&SERVICE, &UPDATE_SERVER, MethodFilter::PUT, update))
@@ -76,8 +84,25 @@ impl PortView {
         Ok(PortView { ports, networks })
     }
 
+    /// Whether one of the server's IPv4 (or IPv6) addresses matches the filter's expression.
+    fn has_address(&self, server: &Server, v6: bool, re: &fancy_regex::Regex) -> bool {
+        server
+            .ports
+            .iter()
+            .filter_map(|id| self.ports.get(id))
+            .flat_map(|p| &p.fixed_ips)
+            .filter(|ip| ip.ip_address.contains(':') == v6)
+            .any(|ip| re.is_match(&ip.ip_address).unwrap_or(false))
+    }
+
     /// `addresses`: the fixed addresses of the server's ports by network name.
     fn addresses(&self, server: &Server) -> Value {
+        self.addresses_as(server, true)
+    }
+
+    /// The addresses by network name; `extended` adds the type and the MAC, as the server body
+    /// has them (`/servers/{id}/ips` has only version and address).
+    fn addresses_as(&self, server: &Server, extended: bool) -> Value {
         let mut out: Map<String, Value> = Map::new();
         for port in server.ports.iter().filter_map(|id| self.ports.get(id)) {
             let name = match self.networks.get(&port.network_id) {
@@ -87,13 +112,13 @@ impl PortView {
             let entry = out.entry(name).or_insert_with(|| json!([]));
             for ip in &port.fixed_ips {
                 let version = if ip.ip_address.contains(':') { 6 } else { 4 };
+                let mut address = json!({"version": version, "addr": ip.ip_address});
+                if extended {
+                    address["OS-EXT-IPS:type"] = json!("fixed");
+                    address["OS-EXT-IPS-MAC:mac_addr"] = json!(port.mac_address);
+                }
                 if let Value::Array(list) = entry {
-                    list.push(json!({
-                        "version": version,
-                        "addr": ip.ip_address,
-                        "OS-EXT-IPS:type": "fixed",
-                        "OS-EXT-IPS-MAC:mac_addr": port.mac_address,
-                    }));
+                    list.push(address);
                 }
             }
         }
@@ -154,7 +179,7 @@ fn render_with(
         "updated": server.updated_at,
         "addresses": view.addresses(server),
         "accessIPv4": server.access_ipv4,
-        "accessIPv6": server.access_ipv6,
+        "accessIPv6": canonical_ipv6(&server.access_ipv6),
         "links": wire::links(headers, "servers", &server.id),
         "OS-DCF:diskConfig": "MANUAL",
         "progress": 0,
@@ -169,6 +194,10 @@ fn render_with(
         "OS-EXT-STS:power_state": server.power_state,
         "os-extended-volumes:volumes_attached": [],
     });
+    if server.security_groups.is_empty() {
+        // Nova leaves the key out for a server without groups.
+        v.as_object_mut().map(|o| o.remove("security_groups"));
+    }
     if is_admin(ctx) {
         v["OS-EXT-SRV-ATTR:host"] = json!(server.host);
         v["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(server.host);
@@ -179,6 +208,42 @@ fn render_with(
             v["fault"] = json!({"code": f.code, "message": f.message, "created": f.created,
                                 "details": f.details});
         }
+    }
+    v
+}
+
+/// The address as Nova shows it: compressed (`::babe:dc0c:1602`), whatever form was given.
+fn canonical_ipv6(text: &str) -> String {
+    text.parse::<std::net::Ipv6Addr>()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| text.to_string())
+}
+
+/// The shorter server body of an update or a rebuild: Nova leaves out the extended
+/// attributes (`OS-EXT-*`, `security_groups`, `key_name`, ...) there.
+pub fn update_shape(mut v: Value) -> Value {
+    const KEPT: [&str; 18] = [
+        "id",
+        "name",
+        "status",
+        "image",
+        "flavor",
+        "fault",
+        "user_id",
+        "tenant_id",
+        "created",
+        "updated",
+        "progress",
+        "metadata",
+        "links",
+        "addresses",
+        "hostId",
+        "OS-DCF:diskConfig",
+        "accessIPv4",
+        "accessIPv6",
+    ];
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|k, _| KEPT.contains(&k.as_str()));
     }
     v
 }
@@ -239,6 +304,16 @@ async fn listed(
         if is_admin(ctx) {
             found.retain(|sv| sv.host == host);
         }
+    }
+    for (param, v6) in [("ip", false), ("ip6", true)] {
+        let Some(pattern) = wire::param(&q, param) else {
+            continue;
+        };
+        let re = fancy_regex::Regex::new(pattern).map_err(|_| {
+            Error::BadRequest(format!("Invalid regular expression for {param}: {pattern}"))
+        })?;
+        let view = PortView::load(s, &found).await?;
+        found.retain(|sv| view.has_address(sv, v6, &re));
     }
     if let Some(since) = wire::param(&q, "changes-since") {
         let t = himmel_core::time::parse_timestamp(since).ok_or_else(|| {
@@ -331,6 +406,34 @@ async fn list_detail(
     )))
 }
 
+/// `GET /servers/{id}/ips`: the server's addresses by network.
+async fn list_ips(
+    State(s): State<ComputeService>,
+    authz: Authz,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let server = visible(&s, &authz, &id).await?;
+    let view = PortView::load(&s, std::slice::from_ref(&server)).await?;
+    Ok(Json(
+        json!({"addresses": view.addresses_as(&server, false)}),
+    ))
+}
+
+/// `GET /servers/{id}/ips/{network}`: the addresses on one network, by its label (name).
+async fn show_ips(
+    State(s): State<ComputeService>,
+    authz: Authz,
+    Path((id, network)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let server = visible(&s, &authz, &id).await?;
+    let view = PortView::load(&s, std::slice::from_ref(&server)).await?;
+    let mut all = view.addresses_as(&server, false);
+    match all.get_mut(&network).map(Value::take) {
+        Some(addresses) => Ok(Json(json!({ network: addresses }))),
+        None => Err(Error::NotFound("Instance is not a member of specified network".into()).into()),
+    }
+}
+
 async fn show(
     State(s): State<ComputeService>,
     ctx: Ctx,
@@ -416,7 +519,7 @@ async fn update(
     .await?;
     Ok(wire::one(
         "server",
-        render(&s, &server, &ctx, &headers).await?,
+        update_shape(render(&s, &server, &ctx, &headers).await?),
     ))
 }
 
