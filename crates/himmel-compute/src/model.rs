@@ -233,6 +233,10 @@ pub struct Server {
     /// The delete was accepted; the reconciler removes the instance and
     /// then the row.
     pub deleting: bool,
+    /// Who locked the server (`owner` or `admin`, as Nova records it): a locked server
+    /// refuses state changes from anyone but administrators.
+    #[serde(default)]
+    pub locked_by: Option<String>,
 }
 
 impl Resource for Server {

@@ -60,6 +60,10 @@ operations! {
     DELETE_SERVER = "os_compute_api:servers:delete", "compute/server", [ADMIN, MEMBER];
     SERVER_ACTION = "os_compute_api:servers:action", "compute/server", [ADMIN, MEMBER];
     CONSOLE_OUTPUT = "os_compute_api:os-console-output", "compute/server", [ADMIN, MEMBER];
+    LOCK_SERVER = "os_compute_api:os-lock-server:lock", "compute/server", [ADMIN, MEMBER];
+    UNLOCK_SERVER = "os_compute_api:os-lock-server:unlock", "compute/server", [ADMIN, MEMBER];
+    // Lifting a lock an administrator set.
+    UNLOCK_OVERRIDE = "os_compute_api:os-lock-server:unlock:unlock_override", "compute/server", [ADMIN];
     LIST_SERVER_IPS = "os_compute_api:ips:index", "compute/server", [ADMIN, READER];
     GET_SERVER_IPS = "os_compute_api:ips:show", "compute/server", [ADMIN, READER];
     GET_SERVER_METADATA = "os_compute_api:server-metadata:index", "compute/server", [ADMIN, READER];

@@ -365,6 +365,31 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
     assert_eq!(s["flavor"]["id"], big.as_str());
     assert_eq!(r.host.instance(&id).unwrap().plan.unwrap().vcpus, 2);
 
+    // A locked server refuses state changes and its delete until it is unlocked; an
+    // administrator's lock is lifted only by an administrator.
+    let (status, _) = action(&r, &m.token, &id, json!({"lock": null})).await;
+    assert_eq!(status, 202);
+    let (status, v) = action(&r, &m.token, &id, json!({"os-stop": null})).await;
+    assert_eq!(status, 409, "{v}");
+    assert!(v["conflictingRequest"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("locked"));
+    let (status, _) = r
+        .call("DELETE", &format!("/servers/{id}"), &m.token, None)
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = action(&r, &reader.token, &id, json!({"unlock": null})).await;
+    assert_eq!(status, 403, "readers do not unlock");
+    let (status, _) = action(&r, &m.token, &id, json!({"unlock": null})).await;
+    assert_eq!(status, 202);
+    let (status, _) = action(&r, &r.admin, &id, json!({"lock": null})).await;
+    assert_eq!(status, 202);
+    let (status, _) = action(&r, &m.token, &id, json!({"unlock": null})).await;
+    assert_eq!(status, 403, "the owner cannot lift an administrator's lock");
+    let (status, _) = action(&r, &r.admin, &id, json!({"unlock": null})).await;
+    assert_eq!(status, 202);
+
     // A stopped server is resized without being started, and stays stopped after the confirm.
     let (status, _) = action(&r, &m.token, &id, json!({"os-stop": null})).await;
     assert_eq!(status, 202);

@@ -124,6 +124,61 @@ async fn settle_resize(
     Ok(())
 }
 
+/// The actions a lock stops (Nova's `check_instance_lock`); a delete is stopped too.
+const LOCKED_ACTIONS: [&str; 10] = [
+    "reboot",
+    "os-stop",
+    "os-start",
+    "pause",
+    "unpause",
+    "rebuild",
+    "resize",
+    "confirmResize",
+    "revertResize",
+    "createImage",
+];
+
+/// 409 for a locked server, unless the caller is an administrator.
+pub fn refuse_if_locked(ctx: &RequestContext, server: &Server) -> Result<(), Error> {
+    if server.locked_by.is_some() && !wire::is_admin(ctx) {
+        return Err(Error::Conflict(format!("Instance {} is locked", server.id)));
+    }
+    Ok(())
+}
+
+/// `lock` and `unlock`. A lock an administrator set is lifted only by an administrator.
+async fn lock(
+    s: &ComputeService,
+    ctx: &RequestContext,
+    server: &Server,
+    lock: bool,
+) -> ApiResult<Response> {
+    let target = wire::target(&server.project_id);
+    let op = if lock { &LOCK_SERVER } else { &UNLOCK_SERVER };
+    if decide(op.rule, Some(ctx), Some(&target)) != Decision::Allow {
+        return Err(himmel_http::pipeline::forbidden(op.name).into());
+    }
+    let by_admin = wire::is_admin(ctx) && ctx.project_id() != Some(server.project_id.as_str());
+    let (locked, ()) = servers::modify(s, &server.id, |sv| {
+        if lock {
+            if sv.locked_by.is_none() {
+                sv.locked_by = Some(if by_admin { "admin" } else { "owner" }.into());
+            }
+        } else {
+            if sv.locked_by.as_deref() == Some("admin")
+                && decide(UNLOCK_OVERRIDE.rule, Some(ctx), Some(&target)) != Decision::Allow
+            {
+                return Err(himmel_http::pipeline::forbidden(UNLOCK_OVERRIDE.name));
+            }
+            sv.locked_by = None;
+        }
+        Ok(())
+    })
+    .await?;
+    servers::record_action(s, &locked, ctx, if lock { "lock" } else { "unlock" }).await?;
+    Ok(accepted())
+}
+
 fn accepted() -> Response {
     StatusCode::ACCEPTED.into_response()
 }
@@ -151,6 +206,9 @@ async fn action(
         .next()
         .map(|(k, v)| (k.as_str(), v))
         .unwrap_or(("", &Value::Null));
+    if LOCKED_ACTIONS.contains(&name) {
+        refuse_if_locked(&ctx, &server)?;
+    }
     use VmState::{Active, Paused, Stopped};
     match name {
         "reboot" => {
@@ -237,6 +295,7 @@ async fn action(
             security_group(&s, &ctx, &server, name == "addSecurityGroup", arg).await
         }
         "createImage" => create_image(&s, &ctx, &headers, &server, arg).await,
+        "lock" | "unlock" => lock(&s, &ctx, &server, name == "lock").await,
         other => Err(Error::BadRequest(format!(
             "There is no such action: {}",
             other.chars().take(60).collect::<String>()

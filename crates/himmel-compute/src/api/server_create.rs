@@ -523,6 +523,7 @@ pub async fn create(
             created_at: now.clone(),
             updated_at: now.clone(),
             deleting: false,
+            locked_by: None,
         };
         let mut server = server;
         let claim = scheduler::Request {

@@ -529,7 +529,8 @@ async fn delete(
     authz: Authz,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    visible(&s, &authz, &id).await?;
+    let server = visible(&s, &authz, &id).await?;
+    super::server_actions::refuse_if_locked(&ctx, &server)?;
     let (server, ()) = servers::modify(&s, &id, |sv| {
         sv.deleting = true;
         Ok(())
