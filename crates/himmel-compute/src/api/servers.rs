@@ -194,6 +194,18 @@ fn render_with(
         "OS-EXT-STS:power_state": server.power_state,
         "os-extended-volumes:volumes_attached": [],
     });
+    // Nova shows `progress` only in the statuses that can make progress.
+    const PROGRESS_STATUSES: [&str; 6] = [
+        "ACTIVE",
+        "BUILD",
+        "REBUILD",
+        "RESIZE",
+        "VERIFY_RESIZE",
+        "MIGRATING",
+    ];
+    if !PROGRESS_STATUSES.contains(&server.status()) {
+        v.as_object_mut().map(|o| o.remove("progress"));
+    }
     if server.security_groups.is_empty() {
         // Nova leaves the key out for a server without groups.
         v.as_object_mut().map(|o| o.remove("security_groups"));
@@ -244,6 +256,15 @@ pub fn update_shape(mut v: Value) -> Value {
     ];
     if let Some(o) = v.as_object_mut() {
         o.retain(|k, _| KEPT.contains(&k.as_str()));
+        // Addresses without the type and MAC, as `/servers/{id}/ips` has them.
+        let addresses = o.get_mut("addresses").and_then(Value::as_object_mut);
+        for address in addresses.into_iter().flat_map(|m| m.values_mut()) {
+            for a in address.as_array_mut().into_iter().flatten() {
+                if let Some(a) = a.as_object_mut() {
+                    a.retain(|k, _| k == "version" || k == "addr");
+                }
+            }
+        }
     }
     v
 }
