@@ -1,6 +1,9 @@
 //! What compute needs from the image service: an image the caller may boot,
-//! its data as a file, and a new image from a server's disk. The region
-//! plugs the image service in behind this trait.
+//! its data as a file, a new image from a server's disk, and for the image
+//! proxy (Nova's deprecated `/images`) the caller's images to list, show,
+//! delete and change properties of, each under the image service's own
+//! visibility rules and policy. The region plugs the image service in
+//! behind this trait.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +35,23 @@ pub struct NewImage {
     pub properties: BTreeMap<String, String>,
 }
 
+/// An image as the proxy shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub name: Option<String>,
+    /// The image service's status (`queued`, `saving`, `active`, …).
+    pub status: String,
+    pub size: Option<u64>,
+    pub min_disk_gb: u64,
+    pub min_ram_mb: u64,
+    /// The free-form properties (`instance_uuid`, `image_type`, …).
+    pub properties: BTreeMap<String, String>,
+    /// Unix microseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 #[async_trait::async_trait]
 pub trait Images: Send + Sync + 'static {
     /// NotFound when the caller cannot see it; Conflict/BadRequest when it
@@ -50,6 +70,36 @@ pub trait Images: Send + Sync + 'static {
         req: NewImage,
         src: &Path,
     ) -> Result<String, Error>;
+    /// The images the caller's unfiltered image list shows, newest first.
+    async fn list_images(&self, ctx: &RequestContext) -> Result<Vec<ImageInfo>, Error>;
+    /// NotFound when the caller cannot see it.
+    async fn show_image(&self, ctx: &RequestContext, image_id: &str) -> Result<ImageInfo, Error>;
+    /// NotFound when the caller cannot see it, Forbidden when it may not
+    /// delete it.
+    async fn delete_image(&self, ctx: &RequestContext, image_id: &str) -> Result<(), Error>;
+    /// Removes the properties in `remove` (those the image has and `set`
+    /// does not name), then sets `set`; returns the image afterwards.
+    async fn update_properties(
+        &self,
+        ctx: &RequestContext,
+        image_id: &str,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<ImageInfo, Error>;
+}
+
+fn info(i: himmel_image::proxy::ImageInfo) -> ImageInfo {
+    ImageInfo {
+        id: i.id,
+        name: i.name,
+        status: i.status,
+        size: i.size,
+        min_disk_gb: i.min_disk,
+        min_ram_mb: i.min_ram,
+        properties: i.properties,
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+    }
 }
 
 /// The region's image service.
@@ -92,5 +142,30 @@ impl Images for himmel_image::ImageService {
             properties: req.properties,
         };
         himmel_image::ImageService::create_from_file(self, ctx, req, src).await
+    }
+
+    async fn list_images(&self, ctx: &RequestContext) -> Result<Vec<ImageInfo>, Error> {
+        let list = self.list_for(ctx).await?;
+        Ok(list.into_iter().map(info).collect())
+    }
+
+    async fn show_image(&self, ctx: &RequestContext, image_id: &str) -> Result<ImageInfo, Error> {
+        self.show_for(ctx, image_id).await.map(info)
+    }
+
+    async fn delete_image(&self, ctx: &RequestContext, image_id: &str) -> Result<(), Error> {
+        self.delete_for(ctx, image_id).await
+    }
+
+    async fn update_properties(
+        &self,
+        ctx: &RequestContext,
+        image_id: &str,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<ImageInfo, Error> {
+        self.update_properties_for(ctx, image_id, set, remove)
+            .await
+            .map(info)
     }
 }

@@ -2,8 +2,9 @@
 //! rule that guards it. Project members create and act on their project's
 //! servers, readers read them, the cloud administrator does everything;
 //! flavors are readable by every caller and managed by administrators;
-//! keypairs belong to their user. A server the caller may not read is a
-//! 404, not a 403. The golden test renders this table to `policy-matrix.txt`.
+//! keypairs belong to their user; the image proxy leaves every decision
+//! to the image service. A server the caller may not read is a 404, not a
+//! 403. The golden test renders this table to `policy-matrix.txt`.
 
 use himmel_http::policy::Check::{self, *};
 use himmel_http::policy::Rule;
@@ -77,6 +78,15 @@ operations! {
     GET_SERVER_GROUP = "os_compute_api:os-server-groups:show", "compute/server_group", [ADMIN, READER];
     CREATE_SERVER_GROUP = "os_compute_api:os-server-groups:create", "compute/server_group", [MEMBER];
     DELETE_SERVER_GROUP = "os_compute_api:os-server-groups:delete", "compute/server_group", [ADMIN, MEMBER];
+
+    // The image proxy (Nova's deprecated /images). Nova guards it with no
+    // rule of its own: the image service's rules decide, for the caller,
+    // behind it.
+    LIST_IMAGES = "compute:image_proxy:list", "compute/image", [Authenticated];
+    GET_IMAGE = "compute:image_proxy:show", "compute/image", [Authenticated];
+    DELETE_IMAGE = "compute:image_proxy:delete", "compute/image", [Authenticated];
+    GET_IMAGE_METADATA = "compute:image_proxy:metadata:show", "compute/image", [Authenticated];
+    SET_IMAGE_METADATA = "compute:image_proxy:metadata:update", "compute/image", [Authenticated];
 
     LIST_HYPERVISORS = "os_compute_api:os-hypervisors:list", "compute/hypervisor", [ADMIN];
     LIST_SERVICES = "os_compute_api:os-services:list", "compute/service", [ADMIN];

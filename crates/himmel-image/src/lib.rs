@@ -4,7 +4,8 @@
 //!
 //! Compute reads images through [`ImageService::image_for_boot`] and
 //! [`ImageService::copy_data_to`], and makes snapshots with
-//! [`ImageService::create_from_file`].
+//! [`ImageService::create_from_file`]; its image proxy (Nova's `/images`)
+//! lists, shows, deletes and changes properties through [`proxy`].
 
 mod access;
 mod api;
@@ -12,6 +13,7 @@ mod data;
 pub mod model;
 mod patch;
 pub mod policy;
+pub mod proxy;
 mod store;
 mod upload;
 

@@ -1,6 +1,7 @@
 //! The Rust API compute uses (interfaces: image data for compute), on
 //! SQLite and PostgreSQL: what may be booted by whom, data copied out
-//! byte-identically, and snapshots made from files.
+//! byte-identically, snapshots made from files, and what compute's image
+//! proxy may list, show, change and delete for whom.
 
 mod support;
 
@@ -163,6 +164,134 @@ async fn snapshots_become_active_private_images_of_the_callers_project(r: suppor
 on_both_engines!(
     snapshots,
     snapshots_become_active_private_images_of_the_callers_project
+);
+
+async fn the_image_proxy_sees_and_changes_what_the_caller_may(r: support::Region) {
+    let alice = r.member("alice", "member").await;
+    let bob = r.member("bob", "member").await;
+    let reader = r.user_in("alice", &alice.project_id, "reader").await;
+    let old = r
+        .create_image(
+            &alice.token,
+            json!({"name": "old", "disk_format": "raw", "container_format": "bare",
+                   "min_ram": 128, "os_distro": "debian"}),
+        )
+        .await;
+    let old = old["id"].as_str().unwrap().to_string();
+    r.upload(&old, &alice.token, b"data".to_vec()).await;
+    let new = r
+        .create_image(
+            &alice.token,
+            json!({"name": "new", "disk_format": "raw", "container_format": "bare",
+                   "visibility": "private"}),
+        )
+        .await;
+    let new = new["id"].as_str().unwrap().to_string();
+    let alice_ctx = r.context(&alice.token).await;
+    let bob_ctx = r.context(&bob.token).await;
+    let reader_ctx = r.context(&reader.token).await;
+
+    // Alice's list: newest first, with what the proxy shows.
+    let list = r.images.list_for(&alice_ctx).await.unwrap();
+    let ids: Vec<&str> = list.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, [new.as_str(), old.as_str()]);
+    let shown = r.images.show_for(&alice_ctx, &old).await.unwrap();
+    assert_eq!(shown.status, "active");
+    assert_eq!(shown.size, Some(4));
+    assert_eq!(shown.min_ram, 128);
+    assert_eq!(shown.properties["os_distro"], "debian");
+    assert_eq!(r.images.show_for(&reader_ctx, &old).await.unwrap(), shown);
+
+    // Bob sees neither.
+    assert!(r.images.list_for(&bob_ctx).await.unwrap().is_empty());
+    for id in [old.as_str(), new.as_str(), "nope"] {
+        let e = r.images.show_for(&bob_ctx, id).await.unwrap_err();
+        assert_eq!(e.status().as_u16(), 404, "{e}");
+        let e = r.images.delete_for(&bob_ctx, id).await.unwrap_err();
+        assert_eq!(e.status().as_u16(), 404, "{e}");
+    }
+
+    // Property changes are Glance's own: visible through its API; its
+    // reserved names refused; a reader may not change anything.
+    let set = [("os_version".to_string(), "12".to_string())].into();
+    let changed = r
+        .images
+        .update_properties_for(&alice_ctx, &old, &set, &["os_distro".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(changed.properties, set);
+    let (_, v) = r
+        .call("GET", &format!("/v2/images/{old}"), &alice.token, None)
+        .await;
+    assert_eq!(v["os_version"], "12");
+    assert!(v.get("os_distro").is_none(), "{v}");
+    let reserved = [("status".to_string(), "active".to_string())].into();
+    let e = r
+        .images
+        .update_properties_for(&alice_ctx, &old, &reserved, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().as_u16(), 403, "{e}");
+    let e = r
+        .images
+        .update_properties_for(&reader_ctx, &old, &set, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().as_u16(), 403, "{e}");
+
+    // Public: Bob reads it but may neither change nor delete it.
+    let (status, v) = r
+        .patch(
+            &old,
+            &r.admin,
+            json!([{"op": "replace", "path": "/visibility", "value": "public"}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    r.images.show_for(&bob_ctx, &old).await.unwrap();
+    let ids: Vec<String> = r
+        .images
+        .list_for(&bob_ctx)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, [old.as_str()]);
+    let e = r.images.delete_for(&bob_ctx, &old).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 403, "{e}");
+    let e = r
+        .images
+        .update_properties_for(&bob_ctx, &old, &set, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().as_u16(), 403, "{e}");
+    let e = r.images.delete_for(&reader_ctx, &old).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 403, "{e}");
+
+    // A protected image stays; Alice deletes the other one.
+    let (status, v) = r
+        .patch(
+            &new,
+            &alice.token,
+            json!([{"op": "replace", "path": "/protected", "value": true}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let e = r.images.delete_for(&alice_ctx, &new).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 403, "{e}");
+    r.images.delete_for(&alice_ctx, &old).await.unwrap();
+    let (status, _) = r
+        .call("GET", &format!("/v2/images/{old}"), &alice.token, None)
+        .await;
+    assert_eq!(status, 404);
+    let e = r.images.show_for(&alice_ctx, &old).await.unwrap_err();
+    assert_eq!(e.status().as_u16(), 404, "{e}");
+}
+
+on_both_engines!(
+    image_proxy,
+    the_image_proxy_sees_and_changes_what_the_caller_may
 );
 
 async fn a_restart_removes_orphans_and_reopens_interrupted_uploads(r: support::Region) {

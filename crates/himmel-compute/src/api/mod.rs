@@ -4,6 +4,7 @@
 mod aggregates;
 mod flavors;
 mod hosts;
+mod images_proxy;
 mod keypairs;
 pub mod microversion;
 mod quotas;
@@ -31,6 +32,7 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
     let v21 = Router::new()
         .merge(aggregates::routes(p))
         .merge(flavors::routes(p))
+        .merge(images_proxy::routes(p))
         .merge(keypairs::routes(p))
         .merge(quotas::routes(p))
         .merge(zones::routes(p))

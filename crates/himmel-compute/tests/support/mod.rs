@@ -12,8 +12,95 @@ use serde_json::Value;
 pub use himmel_testkit::{Base, Engine, Member};
 
 /// Images the tests boot: a raw disk, a kernel with a ramdisk, and one
-/// that is not active. Anything else is not found.
-pub struct FakeImages;
+/// that is not active (fixed ids, bootable by anyone, not listed); and
+/// images a test adds (`add`), which the image proxy lists, shows, deletes
+/// and changes under the image service's rules: the owner's project and
+/// public images are visible, the owner's members change and delete, the
+/// cloud administrator sees and does everything.
+#[derive(Default)]
+pub struct FakeImages {
+    pub stored: std::sync::Mutex<Vec<FakeImage>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeImage {
+    pub info: himmel_compute::images::ImageInfo,
+    pub owner: String,
+    pub public: bool,
+    pub protected: bool,
+}
+
+impl FakeImages {
+    /// Adds an image of `owner`'s project with a Glance `status`; returns
+    /// its id. Each image is newer than the one added before.
+    pub fn add(
+        &self,
+        owner: &str,
+        name: &str,
+        status: &str,
+        public: bool,
+        properties: &[(&str, &str)],
+    ) -> String {
+        let mut stored = self.stored.lock().unwrap();
+        let now = chrono::Utc::now().timestamp_micros();
+        let newest = stored.iter().map(|i| i.info.created_at).max().unwrap_or(0);
+        let created = now.max(newest + 1);
+        let id = uuid::Uuid::new_v4().to_string();
+        stored.push(FakeImage {
+            info: himmel_compute::images::ImageInfo {
+                id: id.clone(),
+                name: Some(name.to_string()),
+                status: status.to_string(),
+                size: (status == "active").then_some(1024),
+                min_disk_gb: 0,
+                min_ram_mb: 0,
+                properties: properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                created_at: created,
+                updated_at: created,
+            },
+            owner: owner.to_string(),
+            public,
+            protected: false,
+        });
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<FakeImage> {
+        let stored = self.stored.lock().unwrap();
+        stored.iter().find(|i| i.info.id == id).cloned()
+    }
+
+    fn is_admin(ctx: &himmel_core::RequestContext) -> bool {
+        ctx.has_role("admin")
+    }
+
+    fn visible(ctx: &himmel_core::RequestContext, i: &FakeImage) -> bool {
+        Self::is_admin(ctx) || i.public || ctx.project_id() == Some(i.owner.as_str())
+    }
+
+    /// The image for a change: 404 unseen, 403 unless the caller is a
+    /// member of its project or the administrator.
+    fn changeable<'a>(
+        ctx: &himmel_core::RequestContext,
+        stored: &'a mut [FakeImage],
+        id: &str,
+    ) -> Result<&'a mut FakeImage, himmel_core::Error> {
+        let image = stored
+            .iter_mut()
+            .find(|i| i.info.id == id && Self::visible(ctx, i))
+            .ok_or_else(|| himmel_core::Error::NotFound(format!("No image found with ID {id}")))?;
+        let member = ctx.project_id() == Some(image.owner.as_str()) && ctx.has_role("member");
+        if !(member || Self::is_admin(ctx)) {
+            return Err(himmel_core::Error::Forbidden(
+                "You are not authorized to perform the requested action.".into(),
+            ));
+        }
+        Ok(image)
+    }
+}
 
 pub const DISK_IMAGE: &str = "11111111-1111-4111-8111-111111111111";
 pub const KERNEL_IMAGE: &str = "22222222-2222-4222-8222-222222222222";
@@ -68,6 +155,72 @@ impl himmel_compute::images::Images for FakeImages {
     ) -> Result<String, himmel_core::Error> {
         assert!(src.is_file());
         Ok("66666666-6666-4666-8666-666666666666".into())
+    }
+
+    async fn list_images(
+        &self,
+        ctx: &himmel_core::RequestContext,
+    ) -> Result<Vec<himmel_compute::images::ImageInfo>, himmel_core::Error> {
+        let stored = self.stored.lock().unwrap();
+        let mut list: Vec<_> = stored
+            .iter()
+            .filter(|i| Self::visible(ctx, i))
+            .map(|i| i.info.clone())
+            .collect();
+        list.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(list)
+    }
+
+    async fn show_image(
+        &self,
+        ctx: &himmel_core::RequestContext,
+        image_id: &str,
+    ) -> Result<himmel_compute::images::ImageInfo, himmel_core::Error> {
+        let stored = self.stored.lock().unwrap();
+        stored
+            .iter()
+            .find(|i| i.info.id == image_id && Self::visible(ctx, i))
+            .map(|i| i.info.clone())
+            .ok_or_else(|| {
+                himmel_core::Error::NotFound(format!("No image found with ID {image_id}"))
+            })
+    }
+
+    async fn delete_image(
+        &self,
+        ctx: &himmel_core::RequestContext,
+        image_id: &str,
+    ) -> Result<(), himmel_core::Error> {
+        let mut stored = self.stored.lock().unwrap();
+        let image = Self::changeable(ctx, &mut stored, image_id)?;
+        if image.protected {
+            return Err(himmel_core::Error::Forbidden(format!(
+                "Image {image_id} is protected and cannot be deleted."
+            )));
+        }
+        stored.retain(|i| i.info.id != image_id);
+        Ok(())
+    }
+
+    async fn update_properties(
+        &self,
+        ctx: &himmel_core::RequestContext,
+        image_id: &str,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<himmel_compute::images::ImageInfo, himmel_core::Error> {
+        let mut stored = self.stored.lock().unwrap();
+        let image = Self::changeable(ctx, &mut stored, image_id)?;
+        for k in remove {
+            if !set.contains_key(k) {
+                image.info.properties.remove(k);
+            }
+        }
+        image.info.properties.extend(set.clone());
+        image.info.updated_at = chrono::Utc::now()
+            .timestamp_micros()
+            .max(image.info.updated_at + 1);
+        Ok(image.info.clone())
     }
 }
 
@@ -178,6 +331,7 @@ pub struct Region {
     pub network: himmel_network::NetworkService,
     pub compute: himmel_compute::ComputeService,
     pub host: Arc<FakeHost>,
+    pub images: Arc<FakeImages>,
     _dir: tempfile::TempDir,
 }
 
@@ -217,6 +371,7 @@ impl Region {
             .await
             .unwrap();
         let host = Arc::new(FakeHost::default());
+        let images = Arc::new(FakeImages::default());
         let compute = himmel_compute::ComputeService::new(
             db.clone(),
             network.clone(),
@@ -225,7 +380,7 @@ impl Region {
                 state_dir: dir.path().join("compute"),
             },
         )
-        .with_images(Arc::new(FakeImages))
+        .with_images(images.clone())
         .with_hypervisor(host.clone());
         himmel_compute::reconcile::spawn(
             compute.clone(),
@@ -244,6 +399,7 @@ impl Region {
             network,
             compute,
             host,
+            images,
             _dir: dir,
         })
     }

@@ -262,14 +262,14 @@ fn compare(a: &Image, b: &Image, sort: &[(String, bool)]) -> Ordering {
     }
 }
 
-/// Filters, sorts and pages the caller's candidates; returns the body.
-pub fn select(
+/// The caller's candidates the query lists, sorted, not yet paged.
+pub fn filtered(
     ctx: &RequestContext,
     all: bool,
     candidates: Vec<Image>,
     memberships: &HashMap<String, String>,
     q: &Query,
-) -> Result<Value, Error> {
+) -> Vec<Image> {
     let mut images: Vec<Image> = candidates
         .into_iter()
         .filter(|i| listed(ctx, all, i, memberships, q))
@@ -278,6 +278,18 @@ pub fn select(
         .filter(|i| q.filters.iter().all(|(k, v)| matches(i, k, v)))
         .collect();
     images.sort_by(|a, b| compare(a, b, &q.sort));
+    images
+}
+
+/// Filters, sorts and pages the caller's candidates; returns the body.
+pub fn select(
+    ctx: &RequestContext,
+    all: bool,
+    candidates: Vec<Image>,
+    memberships: &HashMap<String, String>,
+    q: &Query,
+) -> Result<Value, Error> {
+    let images = filtered(ctx, all, candidates, memberships, q);
     let start = match &q.marker {
         Some(m) => {
             images.iter().position(|i| &i.id == m).ok_or_else(|| {

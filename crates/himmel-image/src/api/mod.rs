@@ -2,7 +2,7 @@
 
 mod data;
 mod images;
-mod list;
+pub(crate) mod list;
 mod members;
 mod schemas;
 
