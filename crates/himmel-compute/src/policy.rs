@@ -74,6 +74,15 @@ operations! {
     MANAGE_INTERFACES = "os_compute_api:os-attach-interfaces:create", "compute/server", [ADMIN, MEMBER];
     GET_SECURITY_GROUPS = "os_compute_api:os-security-groups:list", "compute/server", [ADMIN, READER];
 
+    // The deprecated proxy to the network service's security groups.
+    LIST_PROJECT_SECURITY_GROUPS = "os_compute_api:os-security-groups:get", "compute/security_group", [ADMIN, READER];
+    GET_SECURITY_GROUP = "os_compute_api:os-security-groups:show", "compute/security_group", [ADMIN, READER];
+    CREATE_SECURITY_GROUP = "os_compute_api:os-security-groups:create", "compute/security_group", [ADMIN, MEMBER];
+    UPDATE_SECURITY_GROUP = "os_compute_api:os-security-groups:update", "compute/security_group", [ADMIN, MEMBER];
+    DELETE_SECURITY_GROUP = "os_compute_api:os-security-groups:delete", "compute/security_group", [ADMIN, MEMBER];
+    CREATE_SECURITY_GROUP_RULE = "os_compute_api:os-security-groups:rule:create", "compute/security_group", [ADMIN, MEMBER];
+    DELETE_SECURITY_GROUP_RULE = "os_compute_api:os-security-groups:rule:delete", "compute/security_group", [ADMIN, MEMBER];
+
     LIST_SERVER_GROUPS = "os_compute_api:os-server-groups:index", "compute/server_group", [ADMIN, READER];
     GET_SERVER_GROUP = "os_compute_api:os-server-groups:show", "compute/server_group", [ADMIN, READER];
     CREATE_SERVER_GROUP = "os_compute_api:os-server-groups:create", "compute/server_group", [MEMBER];

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use himmel_core::Error;
 
 use crate::api::{ports, security_groups};
-use crate::model::{self, Meta, Network, Port, SecurityGroup, Subnet};
+use crate::model::{self, Meta, Network, Port, Resource, SecurityGroup, SecurityGroupRule, Subnet};
 use crate::store::{self, db_err, quota, Visibility};
 use crate::NetworkService;
 
@@ -290,6 +290,238 @@ pub async fn security_groups(
         }
     }
     Ok(out)
+}
+
+/// Who calls the compute API's security group proxy: the token's project,
+/// and whether it is the cloud administrator (who, as in Neutron, reaches
+/// every project's groups). Any other project's group is not found.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCaller<'a> {
+    pub project_id: &'a str,
+    pub admin: bool,
+}
+
+impl GroupCaller<'_> {
+    fn can_see(&self, project_id: &str) -> bool {
+        self.admin || self.project_id == project_id
+    }
+}
+
+/// A security group with its rules (every direction and ethertype).
+#[derive(Debug, Clone)]
+pub struct GroupWithRules {
+    pub group: SecurityGroup,
+    pub rules: Vec<SecurityGroupRule>,
+}
+
+/// A rule to add to a group, in Neutron's terms.
+#[derive(Debug, Clone, Default)]
+pub struct NewSecurityGroupRule {
+    pub direction: String,
+    pub ethertype: String,
+    pub protocol: Option<String>,
+    pub port_range_min: Option<i64>,
+    pub port_range_max: Option<i64>,
+    pub remote_ip_prefix: Option<String>,
+    pub remote_group_id: Option<String>,
+}
+
+async fn visible_group(
+    conn: &mut sqlx::AnyConnection,
+    caller: GroupCaller<'_>,
+    id: &str,
+) -> Result<SecurityGroup, Error> {
+    match store::get::<SecurityGroup>(conn, id).await? {
+        Some(g) if caller.can_see(&g.meta.project_id) => Ok(g),
+        _ => Err(Error::NotFound(format!(
+            "Security group {id} could not be found."
+        ))),
+    }
+}
+
+/// The caller's project's groups (every project's with `all_projects`
+/// for the administrator), the project's default group made on first
+/// look as Neutron does.
+pub async fn list_security_groups(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    all_projects: bool,
+) -> Result<Vec<GroupWithRules>, Error> {
+    let mut tx = net.db().begin_write().await.map_err(db_err)?;
+    security_groups::ensure_default(&mut tx, caller.project_id).await?;
+    tx.commit().await.map_err(db_err)?;
+    let visibility = if all_projects && caller.admin {
+        Visibility::All
+    } else {
+        Visibility::Project(caller.project_id.to_string())
+    };
+    let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
+    let groups: Vec<SecurityGroup> = store::list(&mut conn, &visibility).await?;
+    let rules: Vec<SecurityGroupRule> = store::list(&mut conn, &visibility).await?;
+    let mut by_group: HashMap<String, Vec<SecurityGroupRule>> = HashMap::new();
+    for r in rules {
+        by_group
+            .entry(r.security_group_id.clone())
+            .or_default()
+            .push(r);
+    }
+    Ok(groups
+        .into_iter()
+        .filter(|g| (all_projects && caller.admin) || g.meta.project_id == caller.project_id)
+        .map(|group| GroupWithRules {
+            rules: by_group.remove(&group.meta.id).unwrap_or_default(),
+            group,
+        })
+        .collect())
+}
+
+/// One group the caller reaches, with its rules.
+pub async fn get_security_group(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    id: &str,
+) -> Result<GroupWithRules, Error> {
+    let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
+    let group = visible_group(&mut conn, caller, id).await?;
+    let rules = store::children(&mut conn, id).await?;
+    Ok(GroupWithRules { group, rules })
+}
+
+/// The rules of groups already found (a server's, say).
+pub async fn with_rules(
+    net: &NetworkService,
+    groups: Vec<SecurityGroup>,
+) -> Result<Vec<GroupWithRules>, Error> {
+    let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
+    let mut out = Vec::with_capacity(groups.len());
+    for group in groups {
+        let rules = store::children(&mut conn, &group.meta.id).await?;
+        out.push(GroupWithRules { group, rules });
+    }
+    Ok(out)
+}
+
+/// A new group of `project_id`, made as the network API makes one (the
+/// default group first, the quota, the template rules).
+pub async fn create_security_group(
+    net: &NetworkService,
+    project_id: &str,
+    name: String,
+    description: String,
+) -> Result<GroupWithRules, Error> {
+    let mut group = SecurityGroup {
+        meta: Meta {
+            project_id: project_id.to_string(),
+            description,
+            ..Default::default()
+        },
+        name,
+        stateful: true,
+        is_default: false,
+    };
+    let mut tx = net.db().begin_write().await.map_err(db_err)?;
+    let rules = security_groups::insert_group(&mut tx, &mut group).await?;
+    tx.commit().await.map_err(db_err)?;
+    net.changed();
+    Ok(GroupWithRules { group, rules })
+}
+
+/// Renames a group or changes its description, with the network API's
+/// checks.
+pub async fn update_security_group(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    id: &str,
+    name: Option<String>,
+    description: Option<String>,
+) -> Result<GroupWithRules, Error> {
+    let mut tx = net.db().begin_write().await.map_err(db_err)?;
+    let mut group = visible_group(&mut tx, caller, id).await?;
+    security_groups::apply_update(&mut group, name, description, None)?;
+    store::update(&mut tx, &mut group).await?;
+    let rules = store::children(&mut tx, id).await?;
+    tx.commit().await.map_err(db_err)?;
+    net.changed();
+    Ok(GroupWithRules { group, rules })
+}
+
+/// Deletes a group as the network API does: not the default one (but by
+/// the administrator), not one a port uses (both conflicts).
+pub async fn delete_security_group(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    id: &str,
+) -> Result<(), Error> {
+    let mut tx = net.db().begin_write().await.map_err(db_err)?;
+    let group = visible_group(&mut tx, caller, id).await?;
+    security_groups::delete_group_rows(&mut tx, &group, caller.admin).await?;
+    tx.commit().await.map_err(db_err)?;
+    net.changed();
+    Ok(())
+}
+
+/// Adds a rule to a group the caller reaches, validated as the network
+/// API validates it (a 400 for what it refuses), within the project's
+/// quota; the same rule twice is a conflict. Wakes the dataplane.
+pub async fn create_security_group_rule(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    group_id: &str,
+    new: NewSecurityGroupRule,
+) -> Result<SecurityGroupRule, Error> {
+    let req = security_groups::RuleRequest {
+        security_group_id: Some(group_id.to_string()),
+        direction: Some(new.direction),
+        ethertype: Some(new.ethertype),
+        protocol: new.protocol.map(serde_json::Value::String),
+        port_range_min: new.port_range_min,
+        port_range_max: new.port_range_max,
+        remote_ip_prefix: new.remote_ip_prefix,
+        remote_group_id: new.remote_group_id,
+        ..Default::default()
+    };
+    let rule = security_groups::validate_rule(&req)?;
+    let mut tx = net.db().begin_write().await.map_err(db_err)?;
+    let group = visible_group(&mut tx, caller, group_id).await?;
+    let can_see = |project: &str| caller.can_see(project);
+    let made = security_groups::insert_rule(&mut tx, &group, rule, String::new(), &can_see).await?;
+    tx.commit().await.map_err(db_err)?;
+    net.changed();
+    Ok(made)
+}
+
+fn rule_not_found(id: &str) -> Error {
+    Error::NotFound(format!("Security group rule {id} could not be found."))
+}
+
+/// A rule in a group the caller reaches.
+pub async fn get_security_group_rule(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    id: &str,
+) -> Result<SecurityGroupRule, Error> {
+    let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
+    match store::get::<SecurityGroupRule>(&mut conn, id).await? {
+        Some(r) if caller.can_see(&r.meta.project_id) => Ok(r),
+        _ => Err(rule_not_found(id)),
+    }
+}
+
+/// Deletes a rule of a group the caller reaches. Wakes the dataplane.
+pub async fn delete_security_group_rule(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    id: &str,
+) -> Result<(), Error> {
+    let mut tx = net.db().begin_write().await.map_err(db_err)?;
+    match store::get::<SecurityGroupRule>(&mut tx, id).await? {
+        Some(r) if caller.can_see(&r.meta.project_id) => {}
+        _ => return Err(rule_not_found(id)),
+    }
+    store::delete(&mut tx, SecurityGroupRule::KIND, id).await?;
+    tx.commit().await.map_err(db_err)?;
+    net.changed();
+    Ok(())
 }
 
 /// Networks and subnets by id (for addresses and network_data.json).

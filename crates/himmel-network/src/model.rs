@@ -332,7 +332,13 @@ fn rule_key(group: &str, r: &RuleMatch) -> String {
         opt(&r.protocol).to_ascii_lowercase(),
         num(r.port_range_min),
         num(r.port_range_max),
-        opt(&r.remote_ip_prefix),
+        // The network, not the prefix as written: 10.0.0.1/24 is 10.0.0.0/24.
+        r.remote_ip_prefix
+            .as_deref()
+            .map(|p| crate::addr::parse_prefix("", p)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| p.to_string()))
+            .unwrap_or_default(),
         opt(&r.remote_group_id)
     )
 }

@@ -440,7 +440,8 @@ fn rules_of(
                 _ => himmel_agent::EtherType::IPv4,
             };
             let remote = match (&m.remote_ip_prefix, &m.remote_group_id) {
-                (Some(p), _) => vec![prefix(p)?],
+                // A prefix may keep host bits as written; match its network.
+                (Some(p), _) => vec![prefix(p)?.trunc()],
                 (None, Some(g)) => members.get(g.as_str()).cloned().unwrap_or_default(),
                 (None, None) => vec![match ethertype {
                     himmel_agent::EtherType::IPv4 => "0.0.0.0/0".parse().ok()?,

@@ -8,6 +8,7 @@ mod images_proxy;
 mod keypairs;
 pub mod microversion;
 mod quotas;
+mod security_groups_proxy;
 mod server_actions;
 mod server_create;
 mod server_extras;
@@ -40,6 +41,7 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
         .merge(server_actions::routes(p))
         .merge(server_extras::routes(p))
         .merge(server_groups::routes(p))
+        .merge(security_groups_proxy::routes(p))
         .merge(hosts::routes(p));
     let api = Router::new()
         .route("/", p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions))

@@ -485,12 +485,8 @@ async fn list_groups(
         &server.security_groups,
     )
     .await?;
-    let items: Vec<Value> = groups
-        .iter()
-        .map(|g| {
-            json!({"id": g.meta.id, "name": g.name, "description": g.meta.description,
-                   "tenant_id": g.meta.project_id, "rules": []})
-        })
-        .collect();
+    // The shape of /os-security-groups, rules included, as Nova shows them.
+    let groups = instance_ports::with_rules(s.network(), groups).await?;
+    let items = super::security_groups_proxy::render_groups(&s, &groups).await?;
     Ok(Json(json!({"security_groups": items})))
 }

@@ -182,24 +182,25 @@ struct UpdateGroup {
     stateful: Option<bool>,
 }
 
-#[derive(Deserialize)]
+/// A rule as a client asks for it (also built by the compute API's proxy).
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RuleRequest {
-    security_group_id: Option<String>,
-    direction: Option<String>,
-    ethertype: Option<String>,
-    protocol: Option<Value>,
-    port_range_min: Option<i64>,
-    port_range_max: Option<i64>,
-    remote_ip_prefix: Option<String>,
-    remote_group_id: Option<String>,
-    remote_address_group_id: Option<String>,
+pub(crate) struct RuleRequest {
+    pub(crate) security_group_id: Option<String>,
+    pub(crate) direction: Option<String>,
+    pub(crate) ethertype: Option<String>,
+    pub(crate) protocol: Option<Value>,
+    pub(crate) port_range_min: Option<i64>,
+    pub(crate) port_range_max: Option<i64>,
+    pub(crate) remote_ip_prefix: Option<String>,
+    pub(crate) remote_group_id: Option<String>,
+    pub(crate) remote_address_group_id: Option<String>,
     #[serde(default)]
-    description: String,
-    project_id: Option<String>,
-    tenant_id: Option<String>,
-    used_in_default_sg: Option<bool>,
-    used_in_non_default_sg: Option<bool>,
+    pub(crate) description: String,
+    pub(crate) project_id: Option<String>,
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) used_in_default_sg: Option<bool>,
+    pub(crate) used_in_non_default_sg: Option<bool>,
 }
 
 fn bad(msg: String) -> Error {
@@ -207,7 +208,7 @@ fn bad(msg: String) -> Error {
 }
 
 /// Checks a rule as Neutron does and returns it normalised.
-fn validate_rule(req: &RuleRequest) -> Result<RuleMatch, Error> {
+pub(crate) fn validate_rule(req: &RuleRequest) -> Result<RuleMatch, Error> {
     let direction = match req.direction.as_deref() {
         Some(d @ ("ingress" | "egress")) => d.to_string(),
         Some(d) => {
@@ -321,7 +322,13 @@ fn validate_rule(req: &RuleRequest) -> Result<RuleMatch, Error> {
                     "Conflicting value ethertype {ethertype} for CIDR {p}"
                 )));
             }
-            Some(net.to_string())
+            // Neutron keeps the prefix as given (host bits too) and shows
+            // the network in `normalized_cidr`; a bare address is a /32 or /128.
+            if p.contains('/') {
+                Some(p.clone())
+            } else {
+                Some(net.to_string())
+            }
         }
     };
     let port_range_max = match (protocol.as_deref(), min, max) {
@@ -343,7 +350,13 @@ pub fn render_rule(r: &SecurityGroupRule) -> Result<Value, Error> {
     let mut m = wire::to_object(r)?;
     m.remove("tags");
     m.insert("remote_address_group_id".into(), Value::Null);
-    m.insert("normalized_cidr".into(), json!(r.rule.remote_ip_prefix));
+    let normalized = r
+        .rule
+        .remote_ip_prefix
+        .as_deref()
+        .and_then(|p| addr::parse_prefix("remote_ip_prefix", p).ok())
+        .map(|n| n.to_string());
+    m.insert("normalized_cidr".into(), json!(normalized));
     Ok(Value::Object(m))
 }
 
@@ -447,6 +460,128 @@ async fn add_template_rules(conn: &mut AnyConnection, group: &SecurityGroup) -> 
     Ok(())
 }
 
+/// Stores a new group (not the default one) with the rules the templates
+/// give it, after Neutron's checks: lengths, no second `default`, the
+/// project's quota. Returns its rules. The network API and the compute
+/// API's proxy both create groups here.
+pub(crate) async fn insert_group(
+    conn: &mut AnyConnection,
+    group: &mut SecurityGroup,
+) -> Result<Vec<SecurityGroupRule>, Error> {
+    wire::check_len("name", &group.name)?;
+    wire::check_len("description", &group.meta.description)?;
+    let project = group.meta.project_id.clone();
+    ensure_default(conn, &project).await?;
+    if group.name == "default" {
+        return Err(Error::Conflict(
+            "Default security group already exists.".into(),
+        ));
+    }
+    quota::check(conn, &project, "security_group", 1).await?;
+    store::stamp_new(&mut group.meta);
+    store::insert(conn, &*group, || "Security group already exists.".into()).await?;
+    add_template_rules(conn, group).await?;
+    store::children(conn, &group.meta.id).await
+}
+
+/// Changes a group's name, description or statefulness as Neutron allows
+/// (the default group keeps its name; no other may take it). The caller
+/// stores it.
+pub(crate) fn apply_update(
+    g: &mut SecurityGroup,
+    name: Option<String>,
+    description: Option<String>,
+    stateful: Option<bool>,
+) -> Result<(), Error> {
+    if let Some(name) = name {
+        wire::check_len("name", &name)?;
+        if g.is_default && name != "default" {
+            return Err(Error::Conflict(
+                "Updating default security group not allowed.".into(),
+            ));
+        }
+        if !g.is_default && name == "default" {
+            return Err(Error::Conflict(
+                "Default security group already exists.".into(),
+            ));
+        }
+        g.name = name;
+    }
+    if let Some(d) = description {
+        wire::check_len("description", &d)?;
+        g.meta.description = d;
+    }
+    if let Some(v) = stateful {
+        g.stateful = v;
+    }
+    Ok(())
+}
+
+/// Deletes a group and every rule in it or admitting its members, unless
+/// it is the default one (only the administrator deletes that) or a port
+/// uses it.
+pub(crate) async fn delete_group_rows(
+    conn: &mut AnyConnection,
+    g: &SecurityGroup,
+    admin: bool,
+) -> Result<(), Error> {
+    let id = &g.meta.id;
+    if g.is_default && !admin {
+        return Err(Error::Conflict(
+            "Insufficient rights for removing default security group.".into(),
+        ));
+    }
+    let ports: Vec<Port> =
+        store::list(conn, &Visibility::Project(g.meta.project_id.clone())).await?;
+    if ports.iter().any(|p| p.security_groups.contains(id)) {
+        return Err(Error::Conflict(format!("Security Group {id} in use.")));
+    }
+    // Rules of other groups that admit this group's members go with it.
+    sqlx::query(
+        "DELETE FROM net_resources WHERE kind = 'security_group_rule' AND (parent_id = $1 OR body LIKE $2)",
+    )
+    .bind(id)
+    .bind(format!("%\"remote_group_id\":\"{id}\"%"))
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    store::delete(conn, SecurityGroup::KIND, id).await
+}
+
+/// Stores a rule, already validated, in `group`: its remote group must be
+/// one the caller sees (`can_see` answers for a project), and the project
+/// must have quota left. A rule matching the same packets is a conflict.
+/// The network API and the compute API's proxy both add rules here.
+pub(crate) async fn insert_rule(
+    conn: &mut AnyConnection,
+    group: &SecurityGroup,
+    rule: RuleMatch,
+    description: String,
+    can_see: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<SecurityGroupRule, Error> {
+    wire::check_len("description", &description)?;
+    if let Some(remote) = &rule.remote_group_id {
+        match store::get::<SecurityGroup>(conn, remote).await? {
+            Some(r) if can_see(&r.meta.project_id) => {}
+            _ => return Err(access::not_found("Security group", remote)),
+        }
+    }
+    let project = group.meta.project_id.clone();
+    quota::check(conn, &project, "security_group_rule", 1).await?;
+    let mut r = SecurityGroupRule {
+        meta: Meta {
+            project_id: project,
+            description,
+            ..Default::default()
+        },
+        security_group_id: group.meta.id.clone(),
+        rule,
+    };
+    store::stamp_new(&mut r.meta);
+    store::insert(conn, &r, || "Security group rule already exists.".into()).await?;
+    Ok(r)
+}
+
 async fn list_groups(
     State(s): State<NetworkService>,
     ctx: Ctx,
@@ -515,18 +650,11 @@ async fn create_group(
 ) -> ApiResult<Response> {
     let req: CreateGroup = wire::body(body, "security_group")?;
     let project = access::owner_project(&ctx, &authz, req.project_id, req.tenant_id)?;
-    wire::check_len("name", &req.name)?;
-    wire::check_len("description", &req.description)?;
     let tags = req.tags.unwrap_or_default();
     for t in &tags {
         wire::check_tag(t)?;
     }
     let mut tx = s.db().begin_write().await.map_err(db_err)?;
-    ensure_default(&mut tx, &project).await?;
-    if req.name == "default" {
-        return Err(Error::Conflict("Default security group already exists.".into()).into());
-    }
-    quota::check(&mut tx, &project, "security_group", 1).await?;
     let mut group = SecurityGroup {
         meta: Meta {
             project_id: project,
@@ -538,10 +666,7 @@ async fn create_group(
         stateful: req.stateful.unwrap_or(true),
         is_default: false,
     };
-    store::stamp_new(&mut group.meta);
-    store::insert(&mut tx, &group, || "Security group already exists.".into()).await?;
-    add_template_rules(&mut tx, &group).await?;
-    let rules: Vec<SecurityGroupRule> = store::children(&mut tx, &group.meta.id).await?;
+    let rules = insert_group(&mut tx, &mut group).await?;
     tx.commit().await.map_err(db_err)?;
     s.changed();
     Ok(wire::created(
@@ -569,25 +694,7 @@ async fn update_group(
         &id,
     )?;
     check_if_match(&headers, &g.meta)?;
-    if let Some(name) = req.name {
-        wire::check_len("name", &name)?;
-        if g.is_default && name != "default" {
-            return Err(
-                Error::Conflict("Updating default security group not allowed.".into()).into(),
-            );
-        }
-        if !g.is_default && name == "default" {
-            return Err(Error::Conflict("Default security group already exists.".into()).into());
-        }
-        g.name = name;
-    }
-    if let Some(d) = req.description {
-        wire::check_len("description", &d)?;
-        g.meta.description = d;
-    }
-    if let Some(v) = req.stateful {
-        g.stateful = v;
-    }
+    apply_update(&mut g, req.name, req.description, req.stateful)?;
     store::update(&mut tx, &mut g).await?;
     let rules: Vec<SecurityGroupRule> = store::children(&mut tx, &id).await?;
     tx.commit().await.map_err(db_err)?;
@@ -611,27 +718,7 @@ async fn delete_group(
         &id,
     )?;
     check_if_match(&headers, &g.meta)?;
-    if g.is_default && !access::is_admin(&ctx) {
-        return Err(Error::Conflict(
-            "Insufficient rights for removing default security group.".into(),
-        )
-        .into());
-    }
-    let ports: Vec<Port> =
-        store::list(&mut tx, &Visibility::Project(g.meta.project_id.clone())).await?;
-    if ports.iter().any(|p| p.security_groups.contains(&id)) {
-        return Err(Error::Conflict(format!("Security Group {id} in use.")).into());
-    }
-    // Rules of other groups that admit this group's members go with it.
-    sqlx::query(
-        "DELETE FROM net_resources WHERE kind = 'security_group_rule' AND (parent_id = $1 OR body LIKE $2)",
-    )
-    .bind(&id)
-    .bind(format!("%\"remote_group_id\":\"{id}\"%"))
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    store::delete(&mut tx, SecurityGroup::KIND, &id).await?;
+    delete_group_rows(&mut tx, &g, access::is_admin(&ctx)).await?;
     tx.commit().await.map_err(db_err)?;
     s.changed();
     Ok(wire::no_content())
@@ -732,26 +819,8 @@ async fn create_one_rule(
         "Security group",
         &group_id,
     )?;
-    if let Some(remote) = &rule.remote_group_id {
-        match store::get::<SecurityGroup>(tx, remote).await? {
-            Some(r) if access::can_see_project(ctx, &r.meta.project_id) => {}
-            _ => return Err(access::not_found("Security group", remote).into()),
-        }
-    }
-    let project = group.meta.project_id.clone();
-    quota::check(tx, &project, "security_group_rule", 1).await?;
-    let mut r = SecurityGroupRule {
-        meta: Meta {
-            project_id: project,
-            description: req.description,
-            ..Default::default()
-        },
-        security_group_id: group_id,
-        rule,
-    };
-    store::stamp_new(&mut r.meta);
-    store::insert(tx, &r, || "Security group rule already exists.".into()).await?;
-    Ok(r)
+    let can_see = |project: &str| access::can_see_project(ctx, project);
+    Ok(insert_rule(tx, &group, rule, req.description, &can_see).await?)
 }
 
 async fn delete_rule(
