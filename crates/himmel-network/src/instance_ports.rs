@@ -347,9 +347,12 @@ pub async fn list_security_groups(
     caller: GroupCaller<'_>,
     all_projects: bool,
 ) -> Result<Vec<GroupWithRules>, Error> {
-    let mut tx = net.db().begin_write().await.map_err(db_err)?;
-    security_groups::ensure_default(&mut tx, caller.project_id).await?;
-    tx.commit().await.map_err(db_err)?;
+    // A token without a project (system scope) has no default group.
+    if !caller.project_id.is_empty() {
+        let mut tx = net.db().begin_write().await.map_err(db_err)?;
+        security_groups::ensure_default(&mut tx, caller.project_id).await?;
+        tx.commit().await.map_err(db_err)?;
+    }
     let visibility = if all_projects && caller.admin {
         Visibility::All
     } else {

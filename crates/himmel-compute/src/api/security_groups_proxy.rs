@@ -255,6 +255,11 @@ async fn create(
     let req = from_body(&body, "security_group")?;
     let name = property(req.get("name"), "name")?;
     let description = property(req.get("description"), "description")?;
+    if caller.project_id.is_empty() {
+        return Err(
+            bad("A security group belongs to a project; use a project-scoped token.").into(),
+        );
+    }
     let g =
         instance_ports::create_security_group(s.network(), caller.project_id, name, description)
             .await
