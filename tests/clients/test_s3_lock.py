@@ -154,7 +154,8 @@ def test_legal_hold_of_a_version_that_never_had_one(locked):
     assert s3.get_object_legal_hold(Bucket=bucket, Key="plain")["LegalHold"] == {"Status": "OFF"}
 
 
-LOCK_WRITES = ("PutObjectRetention", "PutObjectLegalHold", "PutObjectLockConfiguration", "PutObject")
+LOCK_WRITES = ("PutObjectRetention", "PutObjectLegalHold", "PutObjectLockConfiguration", "PutObject",
+               "UploadPart")
 
 
 def without_integrity_headers(s3, ops=LOCK_WRITES):
@@ -188,6 +189,29 @@ def test_lock_settings_need_an_integrity_header(locked):
     bare.put_object(Bucket=bucket, Key="plain", Body=b"p")
     assert error_of(s3.get_object_retention, Bucket=bucket, Key="k")[1] == "NoSuchObjectLockConfiguration"
     assert error_of(s3.get_object_legal_hold, Bucket=bucket, Key="k")[1] == "NoSuchObjectLockConfiguration"
+
+
+def test_writes_locked_by_the_bucket_default_need_an_integrity_header(locked):
+    bucket, s3, _, owner = locked
+    bare = without_integrity_headers(client(owner))
+    missing = (400, "InvalidRequest")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")
+    # without a default retention, neither a put nor a part needs one
+    bare.put_object(Bucket=bucket, Key="free", Body=b"f")
+    bare.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p")
+
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    assert error_of(bare.put_object, Bucket=bucket, Key="kept", Body=b"k") == missing
+    assert error_of(bare.upload_part, Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=2,
+                    Body=b"p") == missing
+    assert error_of(s3.head_object, Bucket=bucket, Key="kept")[0] == 404
+    # with one, both go through and the object takes the default
+    put = s3.put_object(Bucket=bucket, Key="kept", Body=b"k")
+    assert s3.get_object_retention(Bucket=bucket, Key="kept", VersionId=put["VersionId"])["Retention"][
+        "Mode"] == "GOVERNANCE"
+    s3.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=2, Body=b"p")
+    s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=up["UploadId"])
 
 
 def test_copies_and_multipart_uploads_take_lock_headers(locked):

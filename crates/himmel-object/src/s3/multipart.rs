@@ -56,6 +56,18 @@ async fn load_upload(
         })
 }
 
+/// The lock the object of an upload will get: what its create asked for, or
+/// else the bucket's default retention as of now.
+async fn upload_lock(s: &ObjectStore, bucket: &Bucket, upload_id: &str) -> S3Result<lock::Lock> {
+    match lock_store::get_upload_lock(s.db(), upload_id)
+        .await
+        .map_err(db_error)?
+    {
+        Some(l) => Ok(l),
+        None => lock::requested(bucket, None, None, None, store::now_us()),
+    }
+}
+
 /// Removes the lock row of an ended upload. Left behind (the error is
 /// logged), it only takes a little space.
 async fn forget_upload_lock(s: &ObjectStore, upload_id: &str) {
@@ -179,6 +191,11 @@ pub async fn upload_part(
     let bucket = s.bucket(&req, &req.input.bucket, Need::Write).await?;
     check_part_number(req.input.part_number)?;
     let upload = load_upload(s, &bucket, &req.input.key, &req.input.upload_id).await?;
+    // As for PutObject: parts of an object that will be locked need an
+    // integrity header.
+    if bucket.object_lock && !upload_lock(s, &bucket, &upload.id).await?.is_empty() {
+        super::require_integrity_header(&req.headers)?;
+    }
     let customer = upload_key(
         s,
         &req,
@@ -460,13 +477,7 @@ pub async fn complete(
             &upload.meta,
         )
         .await?;
-    let lock = match lock_store::get_upload_lock(s.db(), &upload.id)
-        .await
-        .map_err(db_error)?
-    {
-        Some(l) => l,
-        None => lock::requested(&bucket, None, None, None, store::now_us())?,
-    };
+    let lock = upload_lock(s, &bucket, &upload.id).await?;
     let tags = s
         .open_tags(
             &bucket.project_id,

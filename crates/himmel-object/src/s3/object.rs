@@ -338,9 +338,12 @@ pub async fn put(
         input.object_lock_legal_hold_status.as_ref(),
         store::now_us(),
     )?;
+    // S3 wants an integrity header whenever the new version is locked,
+    // whether the lock was asked for or comes from the bucket's default.
     if input.object_lock_mode.is_some()
         || input.object_lock_retain_until_date.is_some()
         || input.object_lock_legal_hold_status.is_some()
+        || !lock.is_empty()
     {
         super::require_integrity_header(&req.headers)?;
     }
