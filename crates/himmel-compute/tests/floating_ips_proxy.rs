@@ -405,8 +405,16 @@ on_both_engines!(associate_and_disassociate, |r: Region| async move {
         .iter()
         .find(|f| f.meta.id == fid)
         .unwrap();
+    // The dataplane translates through the router, to the fixed address.
     assert_eq!(seen.port_id.as_deref(), Some(port1.as_str()));
-    assert!(seen.router_id.is_some());
+    assert_eq!(seen.fixed_ip_address.as_deref(), Some(fixed1.as_str()));
+    assert_eq!(
+        seen.router_id.as_ref(),
+        v["floatingip"]["router_id"]
+            .as_str()
+            .map(String::from)
+            .as_ref()
+    );
 
     // The server shows it after its fixed address, typed floating.
     let addrs = addresses(&r, &m.token, &s1, "private").await;
