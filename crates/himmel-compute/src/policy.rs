@@ -83,6 +83,18 @@ operations! {
     CREATE_SECURITY_GROUP_RULE = "os_compute_api:os-security-groups:rule:create", "compute/security_group", [ADMIN, MEMBER];
     DELETE_SECURITY_GROUP_RULE = "os_compute_api:os-security-groups:rule:delete", "compute/security_group", [ADMIN, MEMBER];
 
+    // The deprecated proxy to the network service's floating IPs; the
+    // actions that point one at a server (or stop it) are guarded by the
+    // server's project, the rest by the caller's.
+    LIST_FLOATING_IPS = "os_compute_api:os-floating-ips:list", "compute/floating_ip", [ADMIN, READER];
+    GET_FLOATING_IP = "os_compute_api:os-floating-ips:show", "compute/floating_ip", [ADMIN, READER];
+    CREATE_FLOATING_IP = "os_compute_api:os-floating-ips:create", "compute/floating_ip", [ADMIN, MEMBER];
+    DELETE_FLOATING_IP = "os_compute_api:os-floating-ips:delete", "compute/floating_ip", [ADMIN, MEMBER];
+    ADD_FLOATING_IP = "os_compute_api:os-floating-ips:add", "compute/server", [ADMIN, MEMBER];
+    REMOVE_FLOATING_IP = "os_compute_api:os-floating-ips:remove", "compute/server", [ADMIN, MEMBER];
+    // Any caller lists the pools (the external networks), as in Nova.
+    LIST_FLOATING_IP_POOLS = "os_compute_api:os-floating-ip-pools", "compute/floating_ip_pool", [Authenticated];
+
     LIST_SERVER_GROUPS = "os_compute_api:os-server-groups:index", "compute/server_group", [ADMIN, READER];
     GET_SERVER_GROUP = "os_compute_api:os-server-groups:show", "compute/server_group", [ADMIN, READER];
     CREATE_SERVER_GROUP = "os_compute_api:os-server-groups:create", "compute/server_group", [MEMBER];

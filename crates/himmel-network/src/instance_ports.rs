@@ -302,7 +302,7 @@ pub struct GroupCaller<'a> {
 }
 
 impl GroupCaller<'_> {
-    fn can_see(&self, project_id: &str) -> bool {
+    pub(crate) fn can_see(&self, project_id: &str) -> bool {
         self.admin || self.project_id == project_id
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod addr;
 mod api;
+pub mod instance_fips;
 pub mod instance_ports;
 pub mod metadata;
 pub mod model;

@@ -3,6 +3,8 @@
 
 mod aggregates;
 mod flavors;
+mod floating_ip_actions;
+mod floating_ips_proxy;
 mod hosts;
 mod images_proxy;
 mod keypairs;
@@ -33,6 +35,7 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
     let v21 = Router::new()
         .merge(aggregates::routes(p))
         .merge(flavors::routes(p))
+        .merge(floating_ips_proxy::routes(p))
         .merge(images_proxy::routes(p))
         .merge(keypairs::routes(p))
         .merge(quotas::routes(p))

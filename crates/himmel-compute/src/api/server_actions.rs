@@ -294,6 +294,8 @@ async fn action(
         "addSecurityGroup" | "removeSecurityGroup" => {
             security_group(&s, &ctx, &server, name == "addSecurityGroup", arg).await
         }
+        "addFloatingIp" => super::floating_ip_actions::add(&s, &ctx, &server, arg).await,
+        "removeFloatingIp" => super::floating_ip_actions::remove(&s, &ctx, &server, arg).await,
         "createImage" => create_image(&s, &ctx, &headers, &server, arg).await,
         "lock" | "unlock" => lock(&s, &ctx, &server, name == "lock").await,
         other => Err(Error::BadRequest(format!(

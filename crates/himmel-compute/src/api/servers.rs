@@ -12,8 +12,8 @@ use axum::Router;
 use himmel_core::{Error, RequestContext};
 use himmel_http::policy::decide;
 use himmel_http::{ApiResult, Authz, Ctx, Decision, Json, Pipeline};
-use himmel_network::instance_ports;
-use himmel_network::model::{Network, Port};
+use himmel_network::model::{FloatingIp, Network, Port};
+use himmel_network::{instance_fips, instance_ports};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha224};
@@ -68,10 +68,12 @@ pub async fn visible(s: &ComputeService, authz: &Authz, id: &str) -> Result<Serv
     }
 }
 
-/// The ports of the servers being rendered and their networks, read once for a whole list.
+/// The ports of the servers being rendered, their networks and the
+/// floating IPs translating to them, read once for a whole list.
 struct PortView {
     ports: HashMap<String, Port>,
     networks: HashMap<String, Network>,
+    floating: Vec<FloatingIp>,
 }
 
 impl PortView {
@@ -81,7 +83,12 @@ impl PortView {
             .flat_map(|sv| sv.ports.iter().map(String::as_str))
             .collect();
         let (ports, networks) = instance_ports::ports_and_networks(s.network(), &ids).await?;
-        Ok(PortView { ports, networks })
+        let floating = instance_fips::on_ports(s.network(), &ids).await?;
+        Ok(PortView {
+            ports,
+            networks,
+            floating,
+        })
     }
 
     /// Whether one of the server's IPv4 (or IPv6) addresses matches the filter's expression.
@@ -101,26 +108,48 @@ impl PortView {
     }
 
     /// The addresses by network name; `extended` adds the type and the MAC, as the server body
-    /// has them (`/servers/{id}/ips` has only version and address).
+    /// has them (`/servers/{id}/ips` has only version and address). As in Nova, a network's
+    /// fixed addresses come first, then the floating IPs translating to them.
     fn addresses_as(&self, server: &Server, extended: bool) -> Value {
-        let mut out: Map<String, Value> = Map::new();
+        let address = |ip: &str, kind: &str, port: &Port| {
+            let version = if ip.contains(':') { 6 } else { 4 };
+            let mut a = json!({"version": version, "addr": ip});
+            if extended {
+                a["OS-EXT-IPS:type"] = json!(kind);
+                a["OS-EXT-IPS-MAC:mac_addr"] = json!(port.mac_address);
+            }
+            a
+        };
+        let mut fixed: Vec<(String, Vec<Value>)> = Vec::new();
+        let mut floating: HashMap<String, Vec<Value>> = HashMap::new();
         for port in server.ports.iter().filter_map(|id| self.ports.get(id)) {
             let name = match self.networks.get(&port.network_id) {
                 Some(n) if !n.name.is_empty() => n.name.clone(),
                 _ => port.network_id.clone(),
             };
-            let entry = out.entry(name).or_insert_with(|| json!([]));
+            let i = match fixed.iter().position(|(n, _)| *n == name) {
+                Some(i) => i,
+                None => {
+                    fixed.push((name.clone(), vec![]));
+                    fixed.len() - 1
+                }
+            };
             for ip in &port.fixed_ips {
-                let version = if ip.ip_address.contains(':') { 6 } else { 4 };
-                let mut address = json!({"version": version, "addr": ip.ip_address});
-                if extended {
-                    address["OS-EXT-IPS:type"] = json!("fixed");
-                    address["OS-EXT-IPS-MAC:mac_addr"] = json!(port.mac_address);
-                }
-                if let Value::Array(list) = entry {
-                    list.push(address);
-                }
+                fixed[i].1.push(address(&ip.ip_address, "fixed", port));
             }
+            let floats = self
+                .floating
+                .iter()
+                .filter(|f| f.port_id.as_deref() == Some(port.meta.id.as_str()));
+            for f in floats {
+                let a = address(&f.floating_ip_address, "floating", port);
+                floating.entry(name.clone()).or_default().push(a);
+            }
+        }
+        let mut out: Map<String, Value> = Map::new();
+        for (name, mut list) in fixed {
+            list.extend(floating.remove(&name).unwrap_or_default());
+            out.insert(name, Value::Array(list));
         }
         Value::Object(out)
     }

@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::MethodFilter;
 use axum::Router;
-use himmel_core::{Error, RequestContext};
+use himmel_core::Error;
 use himmel_http::{ApiResult, Authz, Ctx, Json, Pipeline};
 use serde::Deserialize;
 use serde_json::Value;
@@ -116,16 +116,19 @@ async fn show(
 }
 
 /// Points `fip` at a port's fixed address, through the router that joins
-/// the port's subnet to the floating network.
-async fn associate(
+/// the port's subnet to the floating network. Only the administrator
+/// (`admin`) points a project's address at another project's port. Shared
+/// with the compute API's floating IP proxy, so an association made there
+/// is this one.
+pub(crate) async fn associate(
     conn: &mut AnyConnection,
-    ctx: &RequestContext,
+    admin: bool,
     fip: &mut FloatingIp,
     port_id: &str,
     fixed_ip: Option<String>,
 ) -> Result<(), Error> {
     let port = match store::get::<Port>(conn, port_id).await? {
-        Some(p) if p.meta.project_id == fip.meta.project_id || access::is_admin(ctx) => p,
+        Some(p) if p.meta.project_id == fip.meta.project_id || admin => p,
         _ => return Err(access::not_found("Port", port_id)),
     };
     let v4: Vec<_> = port
@@ -172,6 +175,56 @@ async fn associate(
     Ok(())
 }
 
+/// A new floating IP of `project` on the external `network`, unassociated
+/// and not yet stored: the address asked for (or one of the subnet asked
+/// for), else any free IPv4 address; a conflict when none is left. The
+/// caller checks the quota first (the compute proxy words it its own way).
+pub(crate) async fn allocate(
+    conn: &mut AnyConnection,
+    network: &Network,
+    project: String,
+    wanted: Option<FixedIpRequest>,
+) -> Result<FloatingIp, Error> {
+    let mut fip = FloatingIp {
+        meta: Meta {
+            project_id: project,
+            ..Default::default()
+        },
+        floating_network_id: network.meta.id.clone(),
+        floating_ip_address: String::new(),
+        floating_subnet_id: String::new(),
+        port_id: None,
+        fixed_ip_address: None,
+        router_id: None,
+        status: model::STATUS_DOWN.into(),
+    };
+    store::stamp_new(&mut fip.meta);
+    let ips = match wanted {
+        Some(w) => ports::allocate(conn, network, Some(vec![w]), &fip.meta.id, None).await?,
+        None => routers::allocate_v4(conn, network, &fip.meta.id).await?,
+    };
+    let Some(ip) = ips.into_iter().next() else {
+        return Err(Error::Conflict(format!(
+            "No more IP addresses available on network {}.",
+            network.meta.id
+        )));
+    };
+    fip.floating_ip_address = ip.ip_address;
+    fip.floating_subnet_id = ip.subnet_id;
+    Ok(fip)
+}
+
+pub(crate) async fn insert(conn: &mut AnyConnection, fip: &FloatingIp) -> Result<(), Error> {
+    store::insert(conn, fip, || "Floating IP already exists.".into()).await
+}
+
+/// Deletes a floating IP and gives its address back (an association
+/// goes with it).
+pub(crate) async fn delete_rows(conn: &mut AnyConnection, id: &str) -> Result<(), Error> {
+    ipam::release_owner(conn, id).await?;
+    store::delete(conn, FloatingIp::KIND, id).await
+}
+
 async fn create(
     State(s): State<NetworkService>,
     ctx: Ctx,
@@ -203,44 +256,27 @@ async fn create(
         .into());
     }
     quota::check(&mut tx, &project, "floatingip", 1).await?;
-    let mut fip = FloatingIp {
-        meta: Meta {
-            project_id: project,
-            description: req.description,
-            tags,
-            ..Default::default()
-        },
-        floating_network_id: network_id,
-        floating_ip_address: String::new(),
-        floating_subnet_id: String::new(),
-        port_id: None,
-        fixed_ip_address: None,
-        router_id: None,
-        status: model::STATUS_DOWN.into(),
+    let wanted = match (req.subnet_id, req.floating_ip_address) {
+        (None, None) => None,
+        (subnet_id, ip_address) => Some(FixedIpRequest {
+            subnet_id,
+            ip_address,
+        }),
     };
-    store::stamp_new(&mut fip.meta);
-    let ips = if req.subnet_id.is_some() || req.floating_ip_address.is_some() {
-        let wanted = FixedIpRequest {
-            subnet_id: req.subnet_id,
-            ip_address: req.floating_ip_address,
-        };
-        ports::allocate(&mut tx, &network, Some(vec![wanted]), &fip.meta.id, None).await?
-    } else {
-        routers::allocate_v4(&mut tx, &network, &fip.meta.id).await?
-    };
-    let Some(ip) = ips.into_iter().next() else {
-        return Err(Error::Conflict(format!(
-            "No more IP addresses available on network {}.",
-            network.meta.id
-        ))
-        .into());
-    };
-    fip.floating_ip_address = ip.ip_address;
-    fip.floating_subnet_id = ip.subnet_id;
+    let mut fip = allocate(&mut tx, &network, project, wanted).await?;
+    fip.meta.description = req.description;
+    fip.meta.tags = tags;
     if let Some(port_id) = req.port_id {
-        associate(&mut tx, &ctx, &mut fip, &port_id, req.fixed_ip_address).await?;
+        associate(
+            &mut tx,
+            access::is_admin(&ctx),
+            &mut fip,
+            &port_id,
+            req.fixed_ip_address,
+        )
+        .await?;
     }
-    store::insert(&mut tx, &fip, || "Floating IP already exists.".into()).await?;
+    insert(&mut tx, &fip).await?;
     tx.commit().await.map_err(db_err)?;
     s.changed();
     Ok(wire::created("floatingip", &fip.meta.id, render(&fip)?))
@@ -270,14 +306,28 @@ async fn update(
     }
     match req.port_id {
         Some(Some(port_id)) => {
-            associate(&mut tx, &ctx, &mut fip, &port_id, req.fixed_ip_address).await?
+            associate(
+                &mut tx,
+                access::is_admin(&ctx),
+                &mut fip,
+                &port_id,
+                req.fixed_ip_address,
+            )
+            .await?
         }
         Some(None) => fip.disassociate(),
         None if req.fixed_ip_address.is_some() => {
             let port_id = fip.port_id.clone().ok_or_else(|| {
                 bad("Bad floatingip request: fixed_ip_address needs a port_id.".into())
             })?;
-            associate(&mut tx, &ctx, &mut fip, &port_id, req.fixed_ip_address).await?
+            associate(
+                &mut tx,
+                access::is_admin(&ctx),
+                &mut fip,
+                &port_id,
+                req.fixed_ip_address,
+            )
+            .await?
         }
         None => {}
     }
@@ -303,8 +353,7 @@ async fn delete(
         &id,
     )?;
     check_if_match(&headers, &fip.meta)?;
-    ipam::release_owner(&mut tx, &id).await?;
-    store::delete(&mut tx, FloatingIp::KIND, &id).await?;
+    delete_rows(&mut tx, &id).await?;
     tx.commit().await.map_err(db_err)?;
     s.changed();
     Ok(wire::no_content())

@@ -2,7 +2,7 @@
 //! [`crate::PATH_PREFIX`].
 
 mod access;
-mod floatingips;
+pub(crate) mod floatingips;
 mod ip_availability;
 mod list;
 mod networks;
