@@ -284,10 +284,13 @@ pub async fn on_ports(net: &NetworkService, port_ids: &[&str]) -> Result<Vec<Flo
         return Ok(vec![]);
     }
     let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
+    // Floating IPs are few beside ports and not indexed by port: one read of
+    // them all, matched against the ports in a set, serves a whole list.
+    let wanted: std::collections::HashSet<&str> = port_ids.iter().copied().collect();
     let all: Vec<FloatingIp> = store::list(&mut conn, &Visibility::All).await?;
     Ok(all
         .into_iter()
-        .filter(|f| f.port_id.as_deref().is_some_and(|p| port_ids.contains(&p)))
+        .filter(|f| f.port_id.as_deref().is_some_and(|p| wanted.contains(p)))
         .collect())
 }
 

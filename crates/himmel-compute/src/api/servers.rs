@@ -73,7 +73,8 @@ pub async fn visible(s: &ComputeService, authz: &Authz, id: &str) -> Result<Serv
 struct PortView {
     ports: HashMap<String, Port>,
     networks: HashMap<String, Network>,
-    floating: Vec<FloatingIp>,
+    /// By the id of the port they translate to.
+    floating: HashMap<String, Vec<FloatingIp>>,
 }
 
 impl PortView {
@@ -83,7 +84,12 @@ impl PortView {
             .flat_map(|sv| sv.ports.iter().map(String::as_str))
             .collect();
         let (ports, networks) = instance_ports::ports_and_networks(s.network(), &ids).await?;
-        let floating = instance_fips::on_ports(s.network(), &ids).await?;
+        let mut floating: HashMap<String, Vec<FloatingIp>> = HashMap::new();
+        for fip in instance_fips::on_ports(s.network(), &ids).await? {
+            if let Some(port) = fip.port_id.clone() {
+                floating.entry(port).or_default().push(fip);
+            }
+        }
         Ok(PortView {
             ports,
             networks,
@@ -137,11 +143,7 @@ impl PortView {
             for ip in &port.fixed_ips {
                 fixed[i].1.push(address(&ip.ip_address, "fixed", port));
             }
-            let floats = self
-                .floating
-                .iter()
-                .filter(|f| f.port_id.as_deref() == Some(port.meta.id.as_str()));
-            for f in floats {
+            for f in self.floating.get(&port.meta.id).into_iter().flatten() {
                 let a = address(&f.floating_ip_address, "floating", port);
                 floating.entry(name.clone()).or_default().push(a);
             }
