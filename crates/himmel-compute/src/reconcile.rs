@@ -382,9 +382,12 @@ async fn restart(
         // A new root disk from the new image.
         let _ = std::fs::remove_file(instance_dir(s, &server.id).join("disk"));
     }
-    // Nova resizes (and reverts) a stopped server without starting it.
-    let stays_stopped =
-        server.power == Power::Stopped && (task == "resize_prep" || task == "resize_reverting");
+    // Nova rebuilds, resizes and reverts a stopped server without starting it.
+    let stays_stopped = server.power == Power::Stopped
+        && matches!(
+            task.as_str(),
+            "rebuilding" | "resize_prep" | "resize_reverting"
+        );
     let result = async {
         let plan = plan(s, server).await?;
         let status = if stays_stopped {

@@ -414,7 +414,11 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
     wait_status(&r, &m.token, &id, "ACTIVE").await;
     assert_eq!(r.host.instance(&id).unwrap().plan.unwrap().vcpus, 1);
 
-    // Rebuild onto a kernel image: the qemu driver boots it directly.
+    // Rebuild onto a kernel image: the qemu driver boots it directly. A
+    // stopped server is rebuilt without being started, as in Nova.
+    let (status, _) = action(&r, &m.token, &id, json!({"os-stop": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "SHUTOFF").await;
     let (status, v) = action(
         &r,
         &m.token,
@@ -424,8 +428,12 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
     .await;
     assert_eq!(status, 202, "{v}");
     assert_eq!(v["server"]["name"], "web-3");
-    let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
+    let s = wait_status(&r, &m.token, &id, "SHUTOFF").await;
     assert_eq!(s["image"]["id"], KERNEL_IMAGE);
+    assert!(!r.host.instance(&id).unwrap().running, "still stopped");
+    let (status, _) = action(&r, &m.token, &id, json!({"os-start": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
     match r.host.instance(&id).unwrap().plan.unwrap().boot {
         himmel_compute::host::BootPlan::Kernel { initrd, .. } => assert!(initrd.is_some()),
         other => panic!("unexpected boot {other:?}"),
