@@ -94,6 +94,10 @@ operations! {
     REMOVE_FLOATING_IP = "os_compute_api:os-floating-ips:remove", "compute/server", [ADMIN, MEMBER];
     // Any caller lists the pools (the external networks), as in Nova.
     LIST_FLOATING_IP_POOLS = "os_compute_api:os-floating-ip-pools", "compute/floating_ip_pool", [Authenticated];
+    // Nova's view of the networks a project can use (read-only since
+    // nova-network is gone).
+    LIST_TENANT_NETWORKS = "os_compute_api:os-tenant-networks:list", "compute/tenant_network", [ADMIN, READER];
+    GET_TENANT_NETWORK = "os_compute_api:os-tenant-networks:show", "compute/tenant_network", [ADMIN, READER];
 
     LIST_SERVER_GROUPS = "os_compute_api:os-server-groups:index", "compute/server_group", [ADMIN, READER];
     GET_SERVER_GROUP = "os_compute_api:os-server-groups:show", "compute/server_group", [ADMIN, READER];

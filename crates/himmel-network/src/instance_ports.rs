@@ -533,6 +533,32 @@ pub async fn network(net: &NetworkService, id: &str) -> Result<Option<Network>, 
     store::get::<Network>(&mut conn, id).await
 }
 
+/// The networks `caller` sees in the network API's own list: its project's,
+/// shared and external ones (the cloud administrator: every one).
+pub async fn visible_networks(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+) -> Result<Vec<Network>, Error> {
+    let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
+    let visibility = if caller.admin {
+        Visibility::All
+    } else {
+        Visibility::Project(caller.project_id.to_string())
+    };
+    store::list(&mut conn, &visibility).await
+}
+
+/// One network, if `caller` sees it (as in [`visible_networks`]).
+pub async fn visible_network(
+    net: &NetworkService,
+    caller: GroupCaller<'_>,
+    id: &str,
+) -> Result<Option<Network>, Error> {
+    Ok(network(net, id)
+        .await?
+        .filter(|n| n.visible_to_all() || caller.can_see(&n.meta.project_id)))
+}
+
 pub async fn subnet(net: &NetworkService, id: &str) -> Result<Option<Subnet>, Error> {
     let mut conn = net.db().pool().acquire().await.map_err(db_err)?;
     store::get::<Subnet>(&mut conn, id).await

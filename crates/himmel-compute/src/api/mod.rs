@@ -16,6 +16,7 @@ mod server_create;
 mod server_extras;
 mod server_groups;
 mod servers;
+mod tenant_networks;
 mod wire;
 mod zones;
 
@@ -45,6 +46,7 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
         .merge(server_extras::routes(p))
         .merge(server_groups::routes(p))
         .merge(security_groups_proxy::routes(p))
+        .merge(tenant_networks::routes(p))
         .merge(hosts::routes(p));
     let api = Router::new()
         .route("/", p.on(&SERVICE, &VERSIONS, MethodFilter::GET, versions))
