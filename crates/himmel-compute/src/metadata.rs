@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::StatusCode;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use himmel_core::Error;
 use himmel_network::instance_ports;
 use himmel_network::metadata::{InstanceMetadata, MetadataAnswer};
 use serde_json::{json, Value};
@@ -71,26 +73,79 @@ fn json_answer(v: &Value) -> Option<MetadataAnswer> {
 #[async_trait::async_trait]
 impl InstanceMetadata for GuestMetadata {
     async fn answer(&self, instance_id: &str, port_id: &str, path: &str) -> Option<MetadataAnswer> {
-        let server = servers::get(&self.service, instance_id).await.ok()??;
-        // Only the server's own ports speak for it.
-        if server.deleting || !server.ports.iter().any(|p| p == port_id) {
-            return None;
-        }
+        let server = self.speaking(instance_id, port_id).await?;
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         match parts.as_slice() {
             [] => text(EC2_VERSIONS.join("\n")),
             ["openstack"] => text(OPENSTACK_VERSIONS.join("\n")),
             ["openstack", version, rest @ ..] if OPENSTACK_VERSIONS.contains(version) => {
-                self.openstack(&server, rest).await
+                self.openstack(&server, version, rest).await
             }
             [version, rest @ ..] if EC2_VERSIONS.contains(version) => self.ec2(&server, rest).await,
             _ => None,
         }
     }
+
+    /// A guest sets its password once (cloudbase-init posts the password it
+    /// made, encrypted with the server's key); a second post is refused
+    /// until the password is cleared through the compute API, as in Nova.
+    async fn post(&self, instance_id: &str, port_id: &str, path: &str, body: &[u8]) -> StatusCode {
+        let Some(server) = self.speaking(instance_id, port_id).await else {
+            return StatusCode::NOT_FOUND;
+        };
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        match parts.as_slice() {
+            ["openstack", version, "password"] if has_password(version) => {}
+            _ => return StatusCode::NOT_FOUND,
+        }
+        if body.len() > MAX_PASSWORD_LEN {
+            return StatusCode::BAD_REQUEST;
+        }
+        let Ok(password) = std::str::from_utf8(body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let stored = servers::modify(&self.service, &server.id, |sv| {
+            if sv.password.as_deref().is_some_and(|p| !p.is_empty()) {
+                return Err(Error::Conflict("the password is already set".into()));
+            }
+            sv.password = Some(password.to_string());
+            Ok(())
+        })
+        .await;
+        match stored {
+            Ok(_) => StatusCode::OK,
+            Err(Error::Conflict(_)) => StatusCode::CONFLICT,
+            Err(Error::NotFound(_)) => StatusCode::NOT_FOUND,
+            Err(e) => {
+                tracing::warn!(server = %server.id, "metadata: storing the password failed: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+/// Nova's limit on a posted password.
+const MAX_PASSWORD_LEN: usize = 256;
+
+/// The password entry exists from metadata version 2013-04-04 on.
+fn has_password(version: &str) -> bool {
+    OPENSTACK_VERSIONS.contains(&version) && version != "2012-08-10"
 }
 
 impl GuestMetadata {
-    async fn openstack(&self, server: &Server, rest: &[&str]) -> Option<MetadataAnswer> {
+    /// The server `instance_id` if `port_id` may speak for it: only the
+    /// server's own ports do, and not once it is being deleted.
+    async fn speaking(&self, instance_id: &str, port_id: &str) -> Option<Server> {
+        let server = servers::get(&self.service, instance_id).await.ok()??;
+        (!server.deleting && server.ports.iter().any(|p| p == port_id)).then_some(server)
+    }
+
+    async fn openstack(
+        &self,
+        server: &Server,
+        version: &str,
+        rest: &[&str],
+    ) -> Option<MetadataAnswer> {
         match rest {
             [] => {
                 let mut items = vec![
@@ -99,10 +154,16 @@ impl GuestMetadata {
                     "vendor_data.json",
                     "vendor_data2.json",
                 ];
+                if has_password(version) {
+                    items.push("password");
+                }
                 if server.user_data.is_some() {
                     items.push("user_data");
                 }
                 text(items.join("\n"))
+            }
+            ["password"] if has_password(version) => {
+                text(server.password.clone().unwrap_or_default())
             }
             ["meta_data.json"] => json_answer(&meta_data(server)),
             ["network_data.json"] => json_answer(&self.network_data(server).await),

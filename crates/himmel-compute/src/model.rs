@@ -237,6 +237,10 @@ pub struct Server {
     /// refuses state changes from anyone but administrators.
     #[serde(default)]
     pub locked_by: Option<String>,
+    /// What the guest posted to the metadata service's `password` (already
+    /// encrypted by the guest with the server's public key, as Nova keeps it).
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 impl Resource for Server {

@@ -65,6 +65,8 @@ operations! {
     UNLOCK_SERVER = "os_compute_api:os-lock-server:unlock", "compute/server", [ADMIN, MEMBER];
     // Lifting a lock an administrator set.
     UNLOCK_OVERRIDE = "os_compute_api:os-lock-server:unlock:unlock_override", "compute/server", [ADMIN];
+    GET_SERVER_PASSWORD = "os_compute_api:os-server-password:show", "compute/server", [ADMIN, READER];
+    CLEAR_SERVER_PASSWORD = "os_compute_api:os-server-password:clear", "compute/server", [ADMIN, MEMBER];
     LIST_SERVER_IPS = "os_compute_api:ips:index", "compute/server", [ADMIN, READER];
     GET_SERVER_IPS = "os_compute_api:ips:show", "compute/server", [ADMIN, READER];
     GET_SERVER_METADATA = "os_compute_api:server-metadata:index", "compute/server", [ADMIN, READER];

@@ -819,4 +819,51 @@ on_both_engines!(guest_metadata, |r: Region| async move {
         .answer(&id, "some-other-port", "/openstack/latest/meta_data.json")
         .await
         .is_none());
+
+    // The guest posts its password once; the owner reads and clears it.
+    let listing = String::from_utf8(get("/openstack/latest").await.unwrap().body).unwrap();
+    assert!(listing.lines().any(|l| l == "password"), "{listing}");
+    assert!(get("/openstack/2012-08-10/password").await.is_none());
+    assert_eq!(get("/openstack/latest/password").await.unwrap().body, b"");
+    let api = format!("/servers/{id}/os-server-password");
+    let (status, v) = r.call("GET", &api, &m.token, None).await;
+    assert_eq!((status, v), (200, json!({"password": ""})));
+    let post = |path: &'static str, body: &'static [u8]| {
+        let (md, id, port) = (&md, id.clone(), port.clone());
+        async move { md.post(&id, &port, path, body).await.as_u16() }
+    };
+    assert_eq!(post("/openstack/latest/password", &[b'x'; 257]).await, 400);
+    assert_eq!(post("/openstack/2012-08-10/password", b"secret").await, 404);
+    assert_eq!(
+        post("/openstack/latest/meta_data.json", b"secret").await,
+        404
+    );
+    assert_eq!(
+        md.post(&id, "some-other-port", "/openstack/latest/password", b"x")
+            .await
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        post("/openstack/2013-04-04/password", b"c2VjcmV0").await,
+        200
+    );
+    assert_eq!(post("/openstack/latest/password", b"again").await, 409);
+    assert_eq!(
+        get("/openstack/latest/password").await.unwrap().body,
+        b"c2VjcmV0"
+    );
+    let reader = r.user_in("meta", &m.project_id, "reader").await;
+    let (status, v) = r.call("GET", &api, &reader.token, None).await;
+    assert_eq!((status, v), (200, json!({"password": "c2VjcmV0"})));
+    let (status, _) = r.call("DELETE", &api, &reader.token, None).await;
+    assert_eq!(status, 403, "readers do not clear the password");
+    let other = r.member("meta-other", "member").await;
+    let (status, _) = r.call("GET", &api, &other.token, None).await;
+    assert_eq!(status, 404, "another project does not see the server");
+    let (status, _) = r.call("DELETE", &api, &m.token, None).await;
+    assert_eq!(status, 204);
+    let (_, v) = r.call("GET", &api, &m.token, None).await;
+    assert_eq!(v, json!({"password": ""}));
+    assert_eq!(post("/openstack/latest/password", b"new").await, 200);
 });

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,19 @@ pub trait InstanceMetadata: Send + Sync + 'static {
     /// A guest's request for `path` (e.g. "/openstack/latest/meta_data.json",
     /// "/latest/meta-data/instance-id"), identified by the port it came from. None: 404.
     async fn answer(&self, instance_id: &str, port_id: &str, path: &str) -> Option<MetadataAnswer>;
+
+    /// A guest's POST of `body` to `path` (in OpenStack's tree only the
+    /// password takes one): the status to answer with. Without an
+    /// implementation nothing can be posted.
+    async fn post(
+        &self,
+        _instance_id: &str,
+        _port_id: &str,
+        _path: &str,
+        _body: &[u8],
+    ) -> StatusCode {
+        StatusCode::NOT_FOUND
+    }
 }
 
 /// One answer to a guest.
@@ -80,8 +94,9 @@ async fn answer(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
+    body: Bytes,
 ) -> Response {
-    if method != Method::GET && method != Method::HEAD {
+    if method != Method::GET && method != Method::HEAD && method != Method::POST {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
     }
     let source = match peer.ip() {
@@ -109,6 +124,12 @@ async fn answer(
     let (Some(port), Some(provider)) = (instance_port, origin.service.instance_metadata()) else {
         return plain(StatusCode::NOT_FOUND, "404 Not Found\n");
     };
+    if method == Method::POST {
+        let status = provider
+            .post(&port.device_id, &port.meta.id, uri.path(), &body)
+            .await;
+        return (status, [(header::CONTENT_TYPE, "text/plain")], "").into_response();
+    }
     match provider
         .answer(&port.device_id, &port.meta.id, uri.path())
         .await
@@ -180,10 +201,14 @@ fn bind(service: &NetworkService, netns: &str, network_id: &str) -> Result<Liste
     let addr = SocketAddr::from((himmel_agent::METADATA_IP, 80));
     let std_listener = himmel_agent::netns::bind_tcp(netns, addr).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|e| e.to_string())?;
-    let app = axum::Router::new().fallback(answer).with_state(Origin {
-        service: service.clone(),
-        network_id: network_id.to_string(),
-    });
+    // Guests post nothing bigger than a password.
+    let app = axum::Router::new()
+        .fallback(answer)
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .with_state(Origin {
+            service: service.clone(),
+            network_id: network_id.to_string(),
+        });
     let network = network_id.to_string();
     let task = tokio::spawn(async move {
         let served = axum::serve(

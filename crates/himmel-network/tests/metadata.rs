@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use himmel_network::reconcile::{self, ReconcileConfig};
 use himmel_network::{InstanceMetadata, MetadataAnswer};
 use serde_json::{json, Value};
@@ -26,10 +27,12 @@ fn skip_reason() -> Option<String> {
         .then(|| "`busybox` is missing (scripts/test-deps installs it)".to_string())
 }
 
-/// Answers `/test/whoami` with the instance and port it was asked for, nothing else.
+/// Answers `/test/whoami` with the instance and port it was asked for, nothing else; takes
+/// posts to `/test/password` only.
 #[derive(Default)]
 struct Recorder {
     asked: Mutex<Vec<(String, String, String)>>,
+    posted: Mutex<Vec<(String, String, Vec<u8>)>>,
 }
 
 #[async_trait::async_trait]
@@ -46,6 +49,18 @@ impl InstanceMetadata for Recorder {
                 .to_string()
                 .into_bytes(),
         })
+    }
+
+    async fn post(&self, instance_id: &str, port_id: &str, path: &str, body: &[u8]) -> StatusCode {
+        if path != "/test/password" {
+            return StatusCode::NOT_FOUND;
+        }
+        self.posted.lock().unwrap().push((
+            instance_id.to_string(),
+            port_id.to_string(),
+            body.to_vec(),
+        ));
+        StatusCode::OK
     }
 }
 
@@ -132,6 +147,11 @@ fn lease(ns: &str, script: &std::path::Path) -> bool {
 
 /// `busybox wget` of a metadata path from inside `ns`: the body, or None on an HTTP error.
 fn fetch(ns: &str, path: &str, header: Option<&str>) -> Option<String> {
+    request(ns, path, header, None)
+}
+
+/// `busybox wget` from inside `ns`, a GET or (with `post`) a POST of that body.
+fn request(ns: &str, path: &str, header: Option<&str>, post: Option<&str>) -> Option<String> {
     let url = format!("http://169.254.169.254{path}");
     // busybox 1.35's `wget -T` crashes; coreutils' timeout bounds the request instead.
     let mut args = vec![
@@ -139,6 +159,9 @@ fn fetch(ns: &str, path: &str, header: Option<&str>) -> Option<String> {
     ];
     if let Some(h) = header {
         args.extend(["--header", h]);
+    }
+    if let Some(body) = post {
+        args.extend(["--post-data", body]);
     }
     args.push(&url);
     let out = Command::new("ip").args(&args).output().unwrap();
@@ -281,6 +304,14 @@ async fn guests_reach_their_own_metadata_and_only_theirs() {
         assert!(
             fetch(ns, "/no/such/path", None).is_none(),
             "what the provider does not know is 404"
+        );
+        // A guest posts (its password) as the same port.
+        assert!(request(ns, "/test/password", None, Some("sealed")).is_some());
+        assert!(request(ns, "/test/other", None, Some("sealed")).is_none());
+        let posted = recorder.posted.lock().unwrap().pop();
+        assert_eq!(
+            posted,
+            Some((instance.clone(), port.clone(), b"sealed".to_vec()))
         );
     }
 

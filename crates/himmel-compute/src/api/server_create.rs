@@ -524,6 +524,7 @@ pub async fn create(
             updated_at: now.clone(),
             deleting: false,
             locked_by: None,
+            password: None,
         };
         let mut server = server;
         let claim = scheduler::Request {

@@ -1,5 +1,6 @@
 //! Sub-resources of a server: `metadata`, `os-instance-actions`,
-//! `os-interface` (attach and detach ports) and `os-security-groups`.
+//! `os-interface` (attach and detach ports), `os-security-groups` and
+//! `os-server-password`.
 
 use std::collections::BTreeMap;
 
@@ -92,6 +93,49 @@ pub fn routes(p: &Pipeline) -> Router<ComputeService> {
                 list_groups,
             ),
         )
+        .route(
+            "/servers/{id}/os-server-password",
+            p.on(
+                &SERVICE,
+                &GET_SERVER_PASSWORD,
+                MethodFilter::GET,
+                show_password,
+            )
+            .merge(p.on(
+                &SERVICE,
+                &CLEAR_SERVER_PASSWORD,
+                MethodFilter::DELETE,
+                clear_password,
+            )),
+        )
+}
+
+/// The password the guest posted to the metadata service (encrypted with
+/// the server's key; the caller decrypts it), or "" before it has.
+async fn show_password(
+    State(s): State<ComputeService>,
+    authz: Authz,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let server = visible(&s, &authz, &id).await?;
+    Ok(Json(
+        json!({"password": server.password.unwrap_or_default()}),
+    ))
+}
+
+/// Forgets the password, so the guest may post a new one.
+async fn clear_password(
+    State(s): State<ComputeService>,
+    authz: Authz,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let server = visible(&s, &authz, &id).await?;
+    servers::modify(&s, &server.id, |sv| {
+        sv.password = None;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn max_items(s: &ComputeService, project: &str) -> Result<i64, Error> {
