@@ -6,20 +6,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
-use support::{Member, Region, DISK_IMAGE};
+use support::{flavor, nova_error, wait_status, Member, Region, DISK_IMAGE};
 
 const MISSING: &str = "8f2b7c4e-0d55-4a8e-9a51-3c1f0b6de002";
-
-/// Asserts a Nova error body: `{kind: {code, message}}` with a message
-/// containing `text`.
-fn nova_error(v: &Value, kind: &str, code: u16, text: &str) {
-    assert_eq!(v[kind]["code"], code, "{v}");
-    let msg = v[kind]["message"].as_str().unwrap_or_default();
-    assert!(msg.contains(text), "{text:?} not in {v}");
-}
 
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
@@ -61,21 +51,6 @@ async fn external(r: &Region, name: &str, cidr: &str) -> String {
 
 async fn allocate(r: &Region, token: &str, body: Option<Value>) -> (u16, Value) {
     r.call("POST", "/os-floating-ips", token, body).await
-}
-
-async fn wait_active(r: &Region, token: &str, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
-        if v["server"]["status"] == "ACTIVE" && v["server"]["OS-EXT-STS:task_state"].is_null() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server {id} never became active: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A project's private network behind a router to `ext`, as a user sets it
@@ -121,20 +96,7 @@ async fn private_network(r: &Region, m: &Member, ext: &str, cidr: &str) -> Strin
     net_id
 }
 
-async fn flavor(r: &Region) -> Value {
-    let (st, fl) = r
-        .call(
-            "POST",
-            "/flavors",
-            &r.admin,
-            Some(json!({"flavor": {"name": "fip-tiny", "ram": 64, "vcpus": 1, "disk": 1}})),
-        )
-        .await;
-    assert_eq!(st, 200, "{fl}");
-    fl["flavor"]["id"].clone()
-}
-
-async fn boot(r: &Region, m: &Member, flavor: &Value, net_id: &str, name: &str) -> String {
+async fn boot(r: &Region, m: &Member, flavor: &str, net_id: &str, name: &str) -> String {
     let (st, v) = r
         .call(
             "POST",
@@ -146,7 +108,7 @@ async fn boot(r: &Region, m: &Member, flavor: &Value, net_id: &str, name: &str) 
         .await;
     assert_eq!(st, 202, "{v}");
     let server = v["server"]["id"].as_str().unwrap().to_string();
-    wait_active(r, &m.token, &server).await;
+    wait_status(r, &m.token, &server, "ACTIVE").await;
     server
 }
 
@@ -360,7 +322,7 @@ on_both_engines!(associate_and_disassociate, |r: Region| async move {
     let other = r.member("fip-a-other", "member").await;
     let public = external(&r, "public", "203.0.113.0/28").await;
     let net_id = private_network(&r, &m, &public, "10.30.0.0/24").await;
-    let fl = flavor(&r).await;
+    let fl = flavor(&r, "fip-tiny", 1, 64).await;
     let s1 = boot(&r, &m, &fl, &net_id, "s1").await;
     let s2 = boot(&r, &m, &fl, &net_id, "s2").await;
     let fixed1 = addresses(&r, &m.token, &s1, "private").await[0]["addr"]
@@ -555,7 +517,7 @@ on_both_engines!(action_errors, |r: Region| async move {
     let reader = r.user_in("fip-e-reader", &m.project_id, "reader").await;
     let public = external(&r, "public", "203.0.113.0/28").await;
     let net_id = private_network(&r, &m, &public, "10.40.0.0/24").await;
-    let fl = flavor(&r).await;
+    let fl = flavor(&r, "fip-tiny", 1, 64).await;
     let server = boot(&r, &m, &fl, &net_id, "s").await;
     let (_, v) = allocate(&r, &m.token, None).await;
     let ip = v["floating_ip"]["ip"].as_str().unwrap().to_string();

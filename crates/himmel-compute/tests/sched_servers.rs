@@ -6,26 +6,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Engine, Region, DISK_IMAGE};
+use support::{wait_status, Engine, Region, DISK_IMAGE};
 
 async fn placement(r: &Region, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     r.raw(method, &format!("/placement{path}"), &r.admin, body, &[])
         .await
-}
-
-async fn server_status(r: &Region, token: &str, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
-        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
-            return v["server"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server {id} never reached {want}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn full_host_fails_with_no_valid_host(engine: Engine) {
@@ -84,7 +69,7 @@ async fn full_host_fails_with_no_valid_host(engine: Engine) {
         .await;
     assert_eq!(st, 202, "{first}");
     let first = first["server"]["id"].as_str().unwrap().to_string();
-    server_status(&r, &m.token, &first, "ACTIVE").await;
+    wait_status(&r, &m.token, &first, "ACTIVE").await;
     let (_, held) = placement(&r, "GET", &format!("/allocations/{first}"), None).await;
     assert_eq!(held["allocations"][&uuid]["resources"]["VCPU"], 2, "{held}");
 
@@ -93,7 +78,7 @@ async fn full_host_fails_with_no_valid_host(engine: Engine) {
         .await;
     assert_eq!(st, 202, "{second}");
     let second = second["server"]["id"].as_str().unwrap().to_string();
-    let s = server_status(&r, &m.token, &second, "ERROR").await;
+    let s = wait_status(&r, &m.token, &second, "ERROR").await;
     assert_eq!(s["fault"]["message"], "No valid host was found.", "{s}");
     let (_, held) = placement(&r, "GET", &format!("/allocations/{second}"), None).await;
     assert_eq!(held["allocations"], json!({}));
@@ -118,7 +103,7 @@ async fn full_host_fails_with_no_valid_host(engine: Engine) {
     let (st, third) = r.call("POST", "/servers", &m.token, Some(body)).await;
     assert_eq!(st, 202, "{third}");
     let third = third["server"]["id"].as_str().unwrap().to_string();
-    server_status(&r, &m.token, &third, "ACTIVE").await;
+    wait_status(&r, &m.token, &third, "ACTIVE").await;
 }
 
 /// Sets the test host's vCPUs to `vcpus`; returns its provider uuid.
@@ -200,7 +185,7 @@ async fn resize_claims_through_placement(engine: Engine) {
         .await;
     assert_eq!(st, 202, "{v}");
     let id = v["server"]["id"].as_str().unwrap().to_string();
-    server_status(&r, &m.token, &id, "ACTIVE").await;
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
     let resize = |flavor: &str| json!({"resize": {"flavorRef": flavor}});
     let act = |body: Value| {
         let (r, token, id) = (&r, m.token.clone(), id.clone());
@@ -215,7 +200,7 @@ async fn resize_claims_through_placement(engine: Engine) {
     assert_eq!(st, 400, "{v}");
     let msg = v["badRequest"]["message"].as_str().unwrap();
     assert!(msg.starts_with("No valid host was found."), "{msg}");
-    let s = server_status(&r, &m.token, &id, "ACTIVE").await;
+    let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
     assert_eq!(s["flavor"]["id"], flavors[0].as_str(), "{s}");
     assert_eq!(vcpus_used(&r, &uuid).await, 1);
 
@@ -223,10 +208,10 @@ async fn resize_claims_through_placement(engine: Engine) {
     let (st, v) = act(resize(&flavors[1])).await;
     assert_eq!(st, 202, "{v}");
     assert_eq!(vcpus_used(&r, &uuid).await, 3);
-    server_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
+    wait_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
     let (st, _) = act(json!({"revertResize": null})).await;
     assert_eq!(st, 202);
-    let s = server_status(&r, &m.token, &id, "ACTIVE").await;
+    let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
     assert_eq!(s["flavor"]["id"], flavors[0].as_str(), "{s}");
     assert_eq!(
         vcpus_used(&r, &uuid).await,
@@ -236,10 +221,10 @@ async fn resize_claims_through_placement(engine: Engine) {
 
     let (st, _) = act(resize(&flavors[1])).await;
     assert_eq!(st, 202);
-    server_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
+    wait_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
     let (st, _) = act(json!({"confirmResize": null})).await;
     assert_eq!(st, 204);
-    let s = server_status(&r, &m.token, &id, "ACTIVE").await;
+    let s = wait_status(&r, &m.token, &id, "ACTIVE").await;
     assert_eq!(s["flavor"]["id"], flavors[1].as_str(), "{s}");
     assert_eq!(
         vcpus_used(&r, &uuid).await,
@@ -250,7 +235,7 @@ async fn resize_claims_through_placement(engine: Engine) {
     // A server deleted while resized gives back both flavors.
     let (st, _) = act(resize(&flavors[0])).await;
     assert_eq!(st, 202);
-    server_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
+    wait_status(&r, &m.token, &id, "VERIFY_RESIZE").await;
     let (st, _) = r
         .call("DELETE", &format!("/servers/{id}"), &m.token, None)
         .await;

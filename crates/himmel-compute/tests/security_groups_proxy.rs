@@ -5,10 +5,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
-use support::{Member, Region, DISK_IMAGE};
+use support::{flavor, nova_error, tenant_network, wait_status, Member, Region, DISK_IMAGE};
 
 const MISSING: &str = "8f2b7c4e-0d55-4a8e-9a51-3c1f0b6de001";
 
@@ -36,14 +34,6 @@ async fn rule(r: &Region, token: &str, body: Value) -> (u16, Value) {
         Some(json!({ "security_group_rule": body })),
     )
     .await
-}
-
-/// Asserts a Nova error body: `{kind: {code, message}}` with a message
-/// containing `text`.
-fn nova_error(v: &Value, kind: &str, code: u16, text: &str) {
-    assert_eq!(v[kind]["code"], code, "{v}");
-    let msg = v[kind]["message"].as_str().unwrap_or_default();
-    assert!(msg.contains(text), "{text:?} not in {v}");
 }
 
 /// Exactly Nova's keys: a group and its rules (Tempest's schema allows no
@@ -646,51 +636,10 @@ on_both_engines!(rules, |r: Region| async move {
     );
 });
 
-async fn wait_active(r: &Region, token: &str, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
-        if v["server"]["status"] == "ACTIVE" && v["server"]["OS-EXT-STS:task_state"].is_null() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server {id} never became active: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 on_both_engines!(group_in_use_and_by_server, |r: Region| async move {
     let m = r.member("sgp-srv", "member").await;
-    let (st, net) = r
-        .net(
-            "POST",
-            "/networks",
-            &m.token,
-            Some(json!({"network": {"name": "n"}})),
-        )
-        .await;
-    assert_eq!(st, 201, "{net}");
-    let net_id = net["network"]["id"].as_str().unwrap().to_string();
-    let (st, sub) = r
-        .net(
-            "POST",
-            "/subnets",
-            &m.token,
-            Some(json!({"subnet": {"network_id": net_id, "ip_version": 4, "cidr": "10.9.0.0/24"}})),
-        )
-        .await;
-    assert_eq!(st, 201, "{sub}");
-    let (st, fl) = r
-        .call(
-            "POST",
-            "/flavors",
-            &r.admin,
-            Some(json!({"flavor": {"name": "sgp-tiny", "ram": 64, "vcpus": 1, "disk": 1}})),
-        )
-        .await;
-    assert_eq!(st, 200, "{fl}");
+    let net_id = tenant_network(&r, &m.token, "n", "10.9.0.0/24").await;
+    let fl = flavor(&r, "sgp-tiny", 1, 64).await;
     let sg = group(&r, &m, "in-use").await;
     let sg_id = sg["id"].as_str().unwrap().to_string();
     let (st, v) = rule(
@@ -708,13 +657,13 @@ on_both_engines!(group_in_use_and_by_server, |r: Region| async move {
             "/servers",
             &m.token,
             Some(json!({"server": {"name": "s", "imageRef": DISK_IMAGE,
-                        "flavorRef": fl["flavor"]["id"], "networks": [{"uuid": net_id}],
+                        "flavorRef": fl, "networks": [{"uuid": net_id}],
                         "security_groups": [{"name": "in-use"}]}})),
         )
         .await;
     assert_eq!(st, 202, "{v}");
     let server = v["server"]["id"].as_str().unwrap().to_string();
-    wait_active(&r, &m.token, &server).await;
+    wait_status(&r, &m.token, &server, "ACTIVE").await;
 
     // Its groups, in the shape of /os-security-groups.
     let (st, v) = r

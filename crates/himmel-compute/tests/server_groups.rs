@@ -8,30 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Member, Region, DISK_IMAGE};
-
-async fn network(r: &Region, m: &Member) -> String {
-    let (st, net) = r
-        .net(
-            "POST",
-            "/networks",
-            &m.token,
-            Some(json!({"network": {"name": "n"}})),
-        )
-        .await;
-    assert_eq!(st, 201, "{net}");
-    let id = net["network"]["id"].as_str().unwrap().to_string();
-    let (st, sub) = r
-        .net(
-            "POST",
-            "/subnets",
-            &m.token,
-            Some(json!({"subnet": {"network_id": id, "ip_version": 4, "cidr": "10.7.0.0/24"}})),
-        )
-        .await;
-    assert_eq!(st, 201, "{sub}");
-    id
-}
+use support::{tenant_network, wait_status, Member, Region, DISK_IMAGE};
 
 async fn group(r: &Region, token: &str, name: &str, policy: &str) -> (u16, Value) {
     r.call(
@@ -58,21 +35,6 @@ async fn server_in(r: &Region, m: &Member, net: &str, group: &str) -> (u16, Valu
         })),
     )
     .await
-}
-
-async fn wait_status(r: &Region, token: &str, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
-        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
-            return v["server"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server {id} never reached {want}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn groups_crud_and_quota(r: Region) {
@@ -193,7 +155,7 @@ async fn hint_places_members(r: Region) {
         .await;
     assert_eq!(st, 200, "{v}");
     let m = r.member("hinted", "member").await;
-    let net = network(&r, &m).await;
+    let net = tenant_network(&r, &m.token, "n", "10.7.0.0/24").await;
     let (_, g) = group(&r, &m.token, "apart", "anti-affinity").await;
     let gid = g["server_group"]["id"].as_str().unwrap().to_string();
 

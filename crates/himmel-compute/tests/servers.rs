@@ -7,64 +7,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Member, Region, BIG_IMAGE, DISK_IMAGE, KERNEL_IMAGE, QUEUED_IMAGE};
-
-/// A network with one IPv4 subnet in the member's project; returns its id.
-async fn network(r: &Region, m: &Member, name: &str, cidr: &str) -> String {
-    let (status, net) = r
-        .net(
-            "POST",
-            "/networks",
-            &m.token,
-            Some(json!({"network": {"name": name}})),
-        )
-        .await;
-    assert_eq!(status, 201, "{net}");
-    let id = net["network"]["id"].as_str().unwrap().to_string();
-    let (status, sub) = r
-        .net(
-            "POST",
-            "/subnets",
-            &m.token,
-            Some(json!({"subnet": {"network_id": id, "ip_version": 4, "cidr": cidr}})),
-        )
-        .await;
-    assert_eq!(status, 201, "{sub}");
-    id
-}
-
-async fn flavor(r: &Region, name: &str, vcpus: u32, ram: u64) -> String {
-    let (status, v) = r
-        .call(
-            "POST",
-            "/flavors",
-            &r.admin,
-            Some(json!({"flavor": {"name": name, "ram": ram, "vcpus": vcpus, "disk": 1}})),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    v["flavor"]["id"].as_str().unwrap().to_string()
-}
+use support::{
+    flavor, tenant_network, wait_status, Region, BIG_IMAGE, DISK_IMAGE, KERNEL_IMAGE, QUEUED_IMAGE,
+};
 
 async fn create(r: &Region, token: &str, body: Value) -> (u16, Value) {
     r.call("POST", "/servers", token, Some(json!({ "server": body })))
         .await
-}
-
-async fn wait_status(r: &Region, token: &str, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
-        assert_eq!(status, 200, "{v}");
-        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
-            return v["server"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server {id} never reached {want}: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_gone(r: &Region, token: &str, id: &str) {
@@ -98,7 +47,7 @@ async fn action(r: &Region, token: &str, id: &str, body: Value) -> (u16, Value) 
 
 on_both_engines!(server_lifecycle, |r: Region| async move {
     let m = r.member("life", "member").await;
-    let net = network(&r, &m, "life-net", "10.20.0.0/24").await;
+    let net = tenant_network(&r, &m.token, "life-net", "10.20.0.0/24").await;
     let small = flavor(&r, "life-small", 1, 256).await;
     let big = flavor(&r, "life-big", 2, 512).await;
     let (status, created) = create(
@@ -470,7 +419,7 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
     assert_eq!(v["metadata"], json!({"only": "x"}));
 
     // Interfaces: attach another network, detach it again.
-    let net2 = network(&r, &m, "life-net2", "10.21.0.0/24").await;
+    let net2 = tenant_network(&r, &m.token, "life-net2", "10.21.0.0/24").await;
     let (status, v) = r
         .call(
             "POST",
@@ -554,7 +503,7 @@ on_both_engines!(server_lifecycle, |r: Region| async move {
 
 on_both_engines!(bad_requests_leave_nothing_behind, |r: Region| async move {
     let m = r.member("bad", "member").await;
-    let net = network(&r, &m, "bad-net", "10.30.0.0/29").await;
+    let net = tenant_network(&r, &m.token, "bad-net", "10.30.0.0/29").await;
     let small = flavor(&r, "bad-small", 1, 128).await;
     let base = json!({"name": "x", "imageRef": DISK_IMAGE, "flavorRef": small, "networks": [{"uuid": net}]});
     let with = |k: &str, v: Value| {
@@ -675,7 +624,7 @@ on_both_engines!(
     failed_builds_say_why_and_leak_nothing,
     |r: Region| async move {
         let m = r.member("fail", "member").await;
-        let net = network(&r, &m, "fail-net", "10.40.0.0/24").await;
+        let net = tenant_network(&r, &m.token, "fail-net", "10.40.0.0/24").await;
         let small = flavor(&r, "fail-small", 1, 128).await;
         r.host
             .fail_start
@@ -738,7 +687,7 @@ on_both_engines!(
 on_both_engines!(guest_metadata, |r: Region| async move {
     use himmel_network::metadata::InstanceMetadata;
     let m = r.member("meta", "member").await;
-    let net = network(&r, &m, "meta-net", "10.50.0.0/24").await;
+    let net = tenant_network(&r, &m.token, "meta-net", "10.50.0.0/24").await;
     let small = flavor(&r, "meta-small", 1, 128).await;
     let (status, key) = r
         .call(

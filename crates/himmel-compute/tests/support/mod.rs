@@ -481,3 +481,68 @@ macro_rules! on_both_engines {
         }
     };
 }
+
+/// Waits (up to 20 s) until server `id` shows `want` with no task in
+/// progress; returns the server body.
+pub async fn wait_status(r: &Region, token: &str, id: &str, want: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, v) = r.call("GET", &format!("/servers/{id}"), token, None).await;
+        assert_eq!(status, 200, "{v}");
+        if v["server"]["status"] == want && v["server"]["OS-EXT-STS:task_state"].is_null() {
+            return v["server"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server {id} never reached {want}: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A tenant network named `name` with one IPv4 subnet `cidr`, made by the
+/// holder of `token`; returns the network's id.
+pub async fn tenant_network(r: &Region, token: &str, name: &str, cidr: &str) -> String {
+    let (status, net) = r
+        .net(
+            "POST",
+            "/networks",
+            token,
+            Some(serde_json::json!({"network": {"name": name}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{net}");
+    let id = net["network"]["id"].as_str().unwrap().to_string();
+    let (status, sub) = r
+        .net(
+            "POST",
+            "/subnets",
+            token,
+            Some(serde_json::json!({"subnet": {"network_id": id, "ip_version": 4, "cidr": cidr}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{sub}");
+    id
+}
+
+/// A public flavor with a 1 GB disk, made by the administrator; returns its id.
+pub async fn flavor(r: &Region, name: &str, vcpus: u32, ram: u64) -> String {
+    let (status, v) = r
+        .call(
+            "POST",
+            "/flavors",
+            &r.admin,
+            Some(serde_json::json!({"flavor": {"name": name, "ram": ram, "vcpus": vcpus, "disk": 1}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["flavor"]["id"].as_str().unwrap().to_string()
+}
+
+/// Asserts a Nova error body: `{kind: {code, message}}` with a message
+/// containing `text`.
+pub fn nova_error(v: &Value, kind: &str, code: u16, text: &str) {
+    assert_eq!(v[kind]["code"], code, "{v}");
+    let msg = v[kind]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains(text), "{text:?} not in {v}");
+}
