@@ -13,7 +13,7 @@ use axum::routing::MethodFilter;
 use axum::Router;
 use himmel_core::Error;
 use himmel_http::{ApiResult, Authz, Ctx, Json, Pipeline};
-use himmel_network::instance_fips::{self, AllocateError, Caller, FloatingIpView};
+use himmel_network::instance_fips::{self, AllocateError, FloatingIpView};
 use serde_json::{json, Value};
 
 use super::wire;
@@ -38,21 +38,6 @@ pub fn routes(p: &Pipeline) -> Router<ComputeService> {
         )
 }
 
-/// Nova's rules apply to the caller's own project (as Nova's
-/// `context.can(..., target={'project_id': context.project_id})`); which
-/// addresses the caller then reaches is the network service's visibility.
-pub(crate) fn caller<'a>(
-    ctx: &'a himmel_core::RequestContext,
-    authz: &Authz,
-) -> ApiResult<Caller<'a>> {
-    let project_id = ctx.project_id().unwrap_or_default();
-    authz.check(&wire::target(project_id))?;
-    Ok(Caller {
-        project_id,
-        admin: wire::is_admin(ctx),
-    })
-}
-
 /// Nova's floating IP: `instance_id` is the device of the port the
 /// address translates to, null when it translates to nothing.
 fn render(v: &FloatingIpView) -> Value {
@@ -75,7 +60,7 @@ fn not_found_for_id(id: &str) -> impl FnOnce(Error) -> Error + '_ {
 }
 
 async fn list(State(s): State<ComputeService>, ctx: Ctx, authz: Authz) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     let fips = instance_fips::list(s.network(), caller).await?;
     Ok(Json(
         json!({"floating_ips": fips.iter().map(render).collect::<Vec<_>>()}),
@@ -88,7 +73,7 @@ async fn show(
     authz: Authz,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     let fip = instance_fips::get(s.network(), caller, &id)
         .await
         .map_err(not_found_for_id(&id))?;
@@ -149,7 +134,7 @@ async fn create(
     authz: Authz,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     let pool = requested_pool(&body)?;
     if caller.project_id.is_empty() {
         return Err(Error::BadRequest(
@@ -170,7 +155,7 @@ async fn delete(
     authz: Authz,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     instance_fips::release(s.network(), caller, &id)
         .await
         .map_err(not_found_for_id(&id))?;

@@ -15,7 +15,7 @@ use axum::routing::MethodFilter;
 use axum::Router;
 use himmel_core::Error;
 use himmel_http::{ApiResult, Authz, Ctx, Json, Pipeline};
-use himmel_network::instance_ports::{self, GroupCaller, GroupWithRules, NewSecurityGroupRule};
+use himmel_network::instance_ports::{self, GroupWithRules, NewSecurityGroupRule};
 use himmel_network::model::{RuleMatch, SecurityGroupRule};
 use serde_json::{json, Value};
 
@@ -64,18 +64,6 @@ pub fn routes(p: &Pipeline) -> Router<ComputeService> {
                 delete_rule,
             ),
         )
-}
-
-/// Nova's rules apply to the caller's own project (as Nova's
-/// `context.can(..., target={'project_id': context.project_id})`); which
-/// groups the caller then reaches is the network service's visibility.
-fn caller<'a>(ctx: &'a himmel_core::RequestContext, authz: &Authz) -> ApiResult<GroupCaller<'a>> {
-    let project_id = ctx.project_id().unwrap_or_default();
-    authz.check(&wire::target(project_id))?;
-    Ok(GroupCaller {
-        project_id,
-        admin: wire::is_admin(ctx),
-    })
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -213,7 +201,7 @@ async fn list(
     authz: Authz,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     let q = wire::query_pairs(raw.as_deref());
     // Any value of all_tenants counts, for the administrator only.
     let all = wire::param(&q, "all_tenants").is_some();
@@ -239,7 +227,7 @@ async fn show(
     authz: Authz,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     validate_id(&id)?;
     let g = instance_ports::get_security_group(s.network(), caller, &id).await?;
     Ok(Json(render_one(&s, g).await?))
@@ -251,7 +239,7 @@ async fn create(
     authz: Authz,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     let req = from_body(&body, "security_group")?;
     let name = property(req.get("name"), "name")?;
     let description = property(req.get("description"), "description")?;
@@ -279,7 +267,7 @@ async fn update(
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     validate_id(&id)?;
     instance_ports::get_security_group(s.network(), caller, &id).await?;
     let req = from_body(&body, "security_group")?;
@@ -308,7 +296,7 @@ async fn delete(
     authz: Authz,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     validate_id(&id)?;
     instance_ports::delete_security_group(s.network(), caller, &id)
         .await
@@ -471,7 +459,7 @@ async fn create_rule(
     authz: Authz,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     let req = from_body(&body, "security_group_rule")?;
     let parent_id = match req.get("parent_group_id") {
         Some(Value::String(id)) => id.clone(),
@@ -558,7 +546,7 @@ async fn delete_rule(
     authz: Authz,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     validate_id(&id)?;
     instance_ports::delete_security_group_rule(s.network(), caller, &id).await?;
     Ok(wire::accepted())

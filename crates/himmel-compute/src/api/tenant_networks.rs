@@ -12,7 +12,7 @@ use himmel_network::instance_ports;
 use himmel_network::model::Network;
 use serde_json::{json, Value};
 
-use super::floating_ips_proxy::caller;
+use super::wire;
 use crate::policy::*;
 use crate::ComputeService;
 
@@ -36,7 +36,7 @@ fn render(n: &Network) -> Value {
 }
 
 async fn list(State(s): State<ComputeService>, ctx: Ctx, authz: Authz) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     let networks = instance_ports::visible_networks(s.network(), caller).await?;
     Ok(Json(
         json!({"networks": networks.iter().map(render).collect::<Vec<_>>()}),
@@ -49,7 +49,7 @@ async fn show(
     authz: Authz,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let caller = caller(&ctx, &authz)?;
+    let caller = wire::proxy_caller(&ctx, &authz)?;
     match instance_ports::visible_network(s.network(), caller, &id).await? {
         Some(n) => Ok(Json(json!({"network": render(&n)}))),
         None => Err(Error::NotFound("Network not found".into()).into()),

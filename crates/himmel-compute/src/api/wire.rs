@@ -103,6 +103,23 @@ pub fn is_admin(ctx: &RequestContext) -> bool {
     ctx.has_role("admin") && ctx.scope != Scope::Unscoped
 }
 
+/// The caller of a proxy onto the network service (security groups,
+/// floating IPs, tenant networks). Nova's rule applies to the caller's own
+/// project (as Nova's `context.can(..., target={'project_id':
+/// context.project_id})`); which objects the caller then reaches is the
+/// network service's visibility.
+pub fn proxy_caller<'a>(
+    ctx: &'a RequestContext,
+    authz: &himmel_http::Authz,
+) -> himmel_http::ApiResult<himmel_network::instance_ports::GroupCaller<'a>> {
+    let project_id = ctx.project_id().unwrap_or_default();
+    authz.check(&target(project_id))?;
+    Ok(himmel_network::instance_ports::GroupCaller {
+        project_id,
+        admin: is_admin(ctx),
+    })
+}
+
 /// Query string pairs, percent-decoded.
 pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
