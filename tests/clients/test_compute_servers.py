@@ -112,3 +112,54 @@ def test_a_namespace_instance_boots_and_is_removed(lab, test_image, unique):
     assert cli_json("port", "list", "--device-id", sid) == []
     assert netns not in sh("ip", "netns", "list").stdout.split()
     assert not (region.data_dir / "compute" / "instances" / sid).exists()
+
+
+def test_a_namespace_instance_runs_its_user_data_and_is_snapshotted(lab, test_image, unique, tmp_path):
+    """The guest reads its metadata and user data (seen in `openstack console log show`); what it
+    then writes to its root filesystem is in `openstack server image create`'s image, which
+    boots as a new server."""
+    region = lab
+    cli_json = region.cli_json
+    image = cli_json("image", "create", "--disk-format", "ari", "--container-format", "ari", "--file",
+                     str(test_image / "initramfs.cpio.gz"), "--property", "hypervisor_type=namespace",
+                     f"rootfs-{unique}")
+    flavor = cli_json("flavor", "create", "--vcpus", "1", "--ram", "128", "--disk", "0", f"snap-{unique}")
+    net = cli_json("network", "create", f"net-{unique}")
+    cli_json("subnet", "create", "--network", net["id"], "--subnet-range", "10.89.0.0/24", f"sub-{unique}")
+    user_data = tmp_path / "user-data.sh"
+    user_data.write_text("#!/bin/sh\necho snapshot-marker-$(hostname) >/www/marker.txt\n"
+                         "echo user-data-ran-$(hostname)\n")
+    server = cli_json("server", "create", "--flavor", flavor["id"], "--image", image["id"], "--network",
+                      net["id"], "--user-data", str(user_data), "--wait", f"snap-guest-{unique}")
+    sid = server["id"]
+
+    def console() -> str:
+        return region.cli_ok("console", "log", "show", sid)
+
+    log = wait_for("the user data's exit", lambda: (lambda text: "user_data exit" in text and text)(console()))
+    assert f"metadata ok {sid}" in log, log
+    assert f"user-data-ran-snap-guest-{unique}" in log, log
+    assert "user_data exit 0" in log, log
+
+    snapshot = cli_json("server", "image", "create", "--wait", "--name", f"snap-{unique}", sid)
+    shown = cli_json("image", "show", snapshot["id"])
+    assert shown["status"] == "active", shown
+    assert (shown["disk_format"], shown["container_format"]) == ("ari", "ari"), shown
+    assert shown["properties"]["image_type"] == "snapshot", shown
+    assert shown["properties"]["instance_uuid"] == sid, shown
+    assert shown["properties"]["hypervisor_type"] == "namespace", "the snapshot boots as its server did"
+    saved = tmp_path / "snapshot.cpio.gz"
+    region.cli_ok("image", "save", "--file", str(saved), snapshot["id"])
+    archive = subprocess.run(["gzip", "-dc", str(saved)], capture_output=True, check=True).stdout
+    assert b"www/marker.txt\0" in archive
+    assert f"snapshot-marker-snap-guest-{unique}\n".encode() in archive
+    assert cli_json("server", "show", sid)["status"] == "ACTIVE", "the server runs on"
+
+    second = cli_json("server", "create", "--flavor", flavor["id"], "--image", snapshot["id"], "--network",
+                      net["id"], "--wait", f"from-snap-{unique}")
+    assert second["status"] == "ACTIVE", second
+    log = wait_for("the copy's metadata", lambda: (lambda text: "metadata ok" in text and text)(
+        region.cli_ok("console", "log", "show", second["id"])))
+    assert f"metadata ok {second['id']}" in log, log
+    for server_id in (second["id"], sid):
+        region.cli_ok("server", "delete", "--wait", server_id)

@@ -3,7 +3,7 @@
 //! be tested without root). The methods block: call them from
 //! `spawn_blocking`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Which driver runs an instance.
@@ -62,6 +62,9 @@ pub trait Host: Send + Sync + 'static {
     fn remove(&self, id: &str) -> Result<(), String>;
     /// Instances this host has state for.
     fn list(&self) -> Result<Vec<String>, String>;
+    /// Writes a running namespace instance's root filesystem to `out` as an initramfs of at
+    /// most `max_bytes` of files; `Ok(false)` when there is nothing live to pack.
+    fn snapshot_rootfs(&self, id: &str, out: &Path, max_bytes: u64) -> Result<bool, String>;
 }
 
 /// This host's hypervisor drivers (qemu and namespace instances).
@@ -113,6 +116,11 @@ impl Host for himmel_agent::hypervisor::Hypervisor {
 
     fn list(&self) -> Result<Vec<String>, String> {
         himmel_agent::hypervisor::Hypervisor::list(self).map_err(|e| e.to_string())
+    }
+
+    fn snapshot_rootfs(&self, id: &str, out: &Path, max_bytes: u64) -> Result<bool, String> {
+        himmel_agent::hypervisor::Hypervisor::snapshot_rootfs(self, id, out, max_bytes)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -85,7 +85,7 @@ pub async fn pass(s: &ComputeService, config: &ReconcileConfig) -> Result<(), Er
     remove_orphans(s, &wanted).await
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     hv: &Arc<dyn Host>,
     f: impl FnOnce(&dyn Host) -> Result<T, String> + Send + 'static,
 ) -> Result<T, Error> {
@@ -254,7 +254,7 @@ async fn wait_for_ports(
 
 /// The driver a server runs on: the flavor's `himmel:driver`, else the
 /// image's `hypervisor_type`, else qemu.
-fn driver(server: &Server, image: &BootImage) -> Result<DriverKind, Error> {
+pub(crate) fn driver(server: &Server, image: &BootImage) -> Result<DriverKind, Error> {
     let choice = server
         .flavor
         .extra_specs
@@ -270,8 +270,20 @@ fn driver(server: &Server, image: &BootImage) -> Result<DriverKind, Error> {
     }
 }
 
+/// The image a namespace instance unpacks as its root filesystem: the image's ramdisk, or the
+/// image itself when it is one.
+pub(crate) fn root_filesystem_image(image: &BootImage) -> Result<&str, Error> {
+    match (&image.kernel_id, &image.ramdisk_id) {
+        (_, Some(ramdisk)) => Ok(ramdisk),
+        (None, None) if image.disk_format == "ari" => Ok(&image.id),
+        _ => Err(Error::BadRequest(
+            "namespace instances boot from a ramdisk (an image with ramdisk_id)".into(),
+        )),
+    }
+}
+
 /// An image's data in the local cache (fetched once, renamed into place).
-async fn cached(s: &ComputeService, image_id: &str) -> Result<PathBuf, Error> {
+pub(crate) async fn cached(s: &ComputeService, image_id: &str) -> Result<PathBuf, Error> {
     let path = image_cache(s, image_id);
     if path.is_file() {
         return Ok(path);
@@ -299,17 +311,9 @@ async fn plan(s: &ComputeService, server: &Server) -> Result<InstancePlan, Error
     let dir = instance_dir(s, &server.id);
     std::fs::create_dir_all(&dir).map_err(Error::internal)?;
     let boot = match (driver, &image.kernel_id, &image.ramdisk_id) {
-        (DriverKind::Namespace, _, Some(ramdisk)) => BootPlan::RootFs {
-            initrd: cached(s, ramdisk).await?,
+        (DriverKind::Namespace, _, _) => BootPlan::RootFs {
+            initrd: cached(s, root_filesystem_image(image)?).await?,
         },
-        (DriverKind::Namespace, None, None) if image.disk_format == "ari" => BootPlan::RootFs {
-            initrd: cached(s, &image.id).await?,
-        },
-        (DriverKind::Namespace, _, _) => {
-            return Err(Error::BadRequest(
-                "namespace instances boot from a ramdisk (an image with ramdisk_id)".into(),
-            ))
-        }
         (DriverKind::Qemu, Some(kernel), ramdisk) => {
             let initrd = match ramdisk {
                 Some(r) => Some(cached(s, r).await?),

@@ -1,25 +1,74 @@
-//! createImage: a new image from a server's root disk. Servers that boot a
-//! kernel or a ramdisk have no disk of their own to snapshot.
+//! createImage: a new image from a server's root disk, or from a namespace
+//! instance's root filesystem. Servers that boot a kernel or a ramdisk in a
+//! VM have no disk of their own to snapshot.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use himmel_core::{Error, RequestContext};
 
+use crate::host::DriverKind;
 use crate::images::NewImage;
 use crate::model::Server;
-use crate::reconcile::instance_dir;
+use crate::reconcile::{blocking, cached, driver, instance_dir, root_filesystem_image};
 use crate::ComputeService;
+
+/// Properties of the server's image that its snapshot does not inherit, as
+/// in Nova: they describe that image's data, not the server.
+const NOT_INHERITED: [&str; 9] = [
+    "image_type",
+    "instance_uuid",
+    "base_image_ref",
+    "cache_in_nova",
+    "bittorrent",
+    "img_signature",
+    "img_signature_hash_method",
+    "img_signature_key_type",
+    "img_signature_certificate_uuid",
+];
 
 pub async fn create_image(
     s: &ComputeService,
     ctx: &RequestContext,
     server: &Server,
     name: String,
-    mut properties: BTreeMap<String, String>,
+    requested: BTreeMap<String, String>,
 ) -> Result<String, Error> {
     let images = s.images().cloned().ok_or_else(|| {
         Error::Conflict("There is no image service to store the image in.".into())
     })?;
+    let dir = instance_dir(s, &server.id);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(Error::internal)?;
+    // A copy, so that the guest may go on writing while the image is stored.
+    let copy = dir.join(format!(".snapshot-{}", himmel_core::ids::new_id()));
+    let result = async {
+        let (disk_format, container_format) = match driver(server, &server.image)? {
+            DriverKind::Namespace => {
+                copy_root_filesystem(s, server, &copy).await?;
+                ("ari".to_string(), "ari".to_string())
+            }
+            DriverKind::Qemu => {
+                copy_disk(s, server, &copy).await?;
+                (server.image.disk_format.clone(), "bare".to_string())
+            }
+        };
+        let req = NewImage {
+            name,
+            disk_format,
+            container_format,
+            properties: snapshot_properties(server, requested),
+        };
+        images.create_from_file(ctx, req, &copy).await
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&copy).await;
+    result
+}
+
+/// A VM's root disk, as it is now.
+async fn copy_disk(s: &ComputeService, server: &Server, copy: &Path) -> Result<(), Error> {
     let disk = instance_dir(s, &server.id).join("disk");
     if !disk.is_file() {
         return Err(Error::Conflict(format!(
@@ -27,25 +76,52 @@ pub async fn create_image(
             server.id
         )));
     }
-    // A copy, so that the guest may go on writing while the image is stored.
-    let copy =
-        instance_dir(s, &server.id).join(format!(".snapshot-{}", himmel_core::ids::new_id()));
-    let copied = tokio::fs::copy(&disk, &copy).await.map_err(Error::internal);
-    let result = match copied {
-        Ok(_) => {
-            properties.insert("image_type".into(), "snapshot".into());
-            properties.insert("instance_uuid".into(), server.id.clone());
-            properties.insert("base_image_ref".into(), server.image_ref.clone());
-            let req = NewImage {
-                name,
-                disk_format: server.image.disk_format.clone(),
-                container_format: "bare".into(),
-                properties,
-            };
-            images.create_from_file(ctx, req, &copy).await
-        }
-        Err(e) => Err(e),
-    };
-    let _ = tokio::fs::remove_file(&copy).await;
-    result
+    tokio::fs::copy(&disk, copy)
+        .await
+        .map(drop)
+        .map_err(Error::internal)
+}
+
+/// A namespace instance's root filesystem as an initramfs: packed from the
+/// running (or paused) instance, or its image's when it is stopped, since
+/// its next start begins from that image again.
+async fn copy_root_filesystem(
+    s: &ComputeService,
+    server: &Server,
+    copy: &Path,
+) -> Result<(), Error> {
+    let hv = s.hypervisor().cloned().ok_or_else(|| {
+        Error::Conflict("This host cannot run instances (no hypervisor).".into())
+    })?;
+    // What unpacks into the instance must fit in its memory.
+    let max_bytes = server.flavor.ram.max(16) << 20;
+    let (id, out) = (server.id.clone(), copy.to_path_buf());
+    let packed = blocking(&hv, move |h| h.snapshot_rootfs(&id, &out, max_bytes)).await?;
+    if !packed {
+        let source = cached(s, root_filesystem_image(&server.image)?).await?;
+        tokio::fs::copy(&source, copy)
+            .await
+            .map_err(Error::internal)?;
+    }
+    Ok(())
+}
+
+/// The server's image's properties, then Nova's snapshot markers, then
+/// what the request asked for.
+fn snapshot_properties(
+    server: &Server,
+    requested: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut properties: BTreeMap<String, String> = server
+        .image
+        .properties
+        .iter()
+        .filter(|(k, _)| !NOT_INHERITED.contains(&k.as_str()) && !k.starts_with("os_glance"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    properties.insert("image_type".into(), "snapshot".into());
+    properties.insert("instance_uuid".into(), server.id.clone());
+    properties.insert("base_image_ref".into(), server.image_ref.clone());
+    properties.extend(requested);
+    properties
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{
-    flavor, tenant_network, wait_status, Region, BIG_IMAGE, DISK_IMAGE, KERNEL_IMAGE, QUEUED_IMAGE,
+    flavor, nova_error, tenant_network, wait_status, Region, BIG_IMAGE, DISK_IMAGE, KERNEL_IMAGE,
+    QUEUED_IMAGE, RAMDISK_IMAGE,
 };
 
 async fn create(r: &Region, token: &str, body: Value) -> (u16, Value) {
@@ -815,4 +816,84 @@ on_both_engines!(guest_metadata, |r: Region| async move {
     let (_, v) = r.call("GET", &api, &m.token, None).await;
     assert_eq!(v, json!({"password": ""}));
     assert_eq!(post("/openstack/latest/password", b"new").await, 200);
+});
+
+// createImage stores what the server's root is now: a VM's disk, a running
+// namespace instance's packed root filesystem, a stopped one's image (its
+// next start begins from that again). A VM booting a kernel has no disk.
+on_both_engines!(create_image_snapshots_the_root, |r: Region| async move {
+    let m = r.member("snap", "member").await;
+    let net = tenant_network(&r, &m.token, "snap-net", "10.23.0.0/24").await;
+    let vm_flavor = flavor(&r, "snap-vm", 1, 256).await;
+    let ns_flavor = flavor(&r, "snap-ns", 1, 64).await;
+    let (status, _) = r
+        .call(
+            "POST",
+            &format!("/flavors/{ns_flavor}/os-extra_specs"),
+            &r.admin,
+            Some(json!({"extra_specs": {"himmel:driver": "namespace"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let boot = |image: &str, flavor: &str, name: &str| {
+        json!({"name": name, "imageRef": image, "flavorRef": flavor,
+               "networks": [{"uuid": net}]})
+    };
+    let snapshot = |id: String, name: &'static str| {
+        let (r, token) = (&r, m.token.clone());
+        async move {
+            let body = json!({"createImage": {"name": name, "metadata": {"purpose": "test"}}});
+            let (status, v) = action(r, &token, &id, body).await;
+            (status, v)
+        }
+    };
+    let stored = |name: &str| {
+        let created = r.images.created.lock().unwrap();
+        let (_, req, data) = created.iter().find(|(_, req, _)| req.name == name).unwrap();
+        (req.clone(), String::from_utf8(data.clone()).unwrap())
+    };
+
+    let (_, v) = create(&r, &m.token, boot(DISK_IMAGE, &vm_flavor, "vm")).await;
+    let vm = v["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&r, &m.token, &vm, "ACTIVE").await;
+    let (status, v) = snapshot(vm.clone(), "vm-snap").await;
+    assert_eq!(status, 202, "{v}");
+    let (req, data) = stored("vm-snap");
+    assert_eq!(data, format!("data of {DISK_IMAGE}"));
+    assert_eq!((req.disk_format.as_str(), req.container_format.as_str()), ("raw", "bare"));
+    assert_eq!(req.properties["image_type"], "snapshot");
+    assert_eq!(req.properties["instance_uuid"], vm);
+    assert_eq!(req.properties["base_image_ref"], DISK_IMAGE);
+    assert_eq!(req.properties["purpose"], "test");
+
+    let (_, v) = create(&r, &m.token, boot(KERNEL_IMAGE, &ns_flavor, "ns")).await;
+    let ns = v["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&r, &m.token, &ns, "ACTIVE").await;
+    let (status, v) = snapshot(ns.clone(), "ns-running").await;
+    assert_eq!(status, 202, "{v}");
+    let (req, data) = stored("ns-running");
+    assert_eq!(data, format!("rootfs of {ns} within {}", 64u64 << 20));
+    assert_eq!((req.disk_format.as_str(), req.container_format.as_str()), ("ari", "ari"));
+    assert_eq!(req.properties["instance_uuid"], ns);
+
+    let (status, _) = action(&r, &m.token, &ns, json!({"os-stop": null})).await;
+    assert_eq!(status, 202);
+    wait_status(&r, &m.token, &ns, "SHUTOFF").await;
+    let (status, v) = snapshot(ns.clone(), "ns-stopped").await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(stored("ns-stopped").1, format!("data of {RAMDISK_IMAGE}"));
+
+    let (_, v) = create(&r, &m.token, boot(KERNEL_IMAGE, &vm_flavor, "kernel-vm")).await;
+    let kernel_vm = v["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&r, &m.token, &kernel_vm, "ACTIVE").await;
+    let (status, v) = snapshot(kernel_vm, "kernel-snap").await;
+    nova_error(&v, "conflictingRequest", 409, "no root disk");
+    assert_eq!(status, 409);
+    assert!(r
+        .images
+        .created
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(_, req, _)| req.name != "kernel-snap"));
 });

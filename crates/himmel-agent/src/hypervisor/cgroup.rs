@@ -145,6 +145,19 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Whether the group is frozen now (paused, or frozen for a snapshot).
+    pub fn frozen(&self) -> bool {
+        self.dirs.iter().any(|(controller, dir)| {
+            if self.unified {
+                fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|v| v.trim() == "1")
+            } else {
+                *controller == "freezer"
+                    && fs::read_to_string(dir.join("freezer.state"))
+                        .is_ok_and(|v| v.trim() != "THAWED")
+            }
+        })
+    }
+
     /// Whether pausing is possible (a freezer exists).
     pub fn can_freeze(&self) -> bool {
         self.unified || self.dirs.iter().any(|(c, _)| *c == "freezer")

@@ -18,6 +18,7 @@ mod cgroup;
 mod doctor;
 mod kvm;
 pub mod namespace;
+mod pack;
 mod process;
 pub mod qemu;
 mod qmp;
@@ -311,6 +312,24 @@ impl Hypervisor {
         match record.driver {
             Driver::Namespace => namespace::set_paused(&self.names, id, paused),
             Driver::Qemu => qemu::set_paused(&dir, paused),
+        }
+    }
+
+    /// Writes a running (or paused) namespace instance's root filesystem to `out` as a gzip'd
+    /// newc archive with at most `max_bytes` of file data, which boots as the instance's image.
+    /// `Ok(false)` when there is nothing live to pack: the instance is stopped (its next start
+    /// begins from its image again) or is a VM (whose disk is a file of its own).
+    pub fn snapshot_rootfs(&self, id: &str, out: &Path, max_bytes: u64) -> Result<bool> {
+        check_id("instance", id)?;
+        let lock = self.lock(id);
+        let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = self.instance_dir(id);
+        match state::Record::load(&dir)?.filter(|r| r.live_pid().is_some()) {
+            Some(record) if record.driver == Driver::Namespace => {
+                namespace::snapshot(&self.names, &dir, id, out, max_bytes)?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 

@@ -291,6 +291,26 @@ pub(super) fn set_paused(names: &Names, id: &str, paused: bool) -> Result<()> {
     cgroup.freeze(paused)
 }
 
+/// Packs the running instance's root filesystem into `out` (see [`super::pack`]), frozen so
+/// that nothing in it changes meanwhile; a paused instance stays paused.
+pub(super) fn snapshot(names: &Names, dir: &Path, id: &str, out: &Path, max_bytes: u64) -> Result<()> {
+    let cgroup = Cgroup::locate(names.prefix(), id);
+    if !cgroup.can_freeze() {
+        return Err(Error::invalid(
+            "this host has no cgroup freezer: cannot snapshot a running instance",
+        ));
+    }
+    let was_frozen = cgroup.frozen();
+    if !was_frozen {
+        cgroup.freeze(true)?;
+    }
+    let packed = super::pack::pack(&dir.join("rootfs"), out, max_bytes);
+    if !was_frozen {
+        cgroup.freeze(false)?;
+    }
+    packed
+}
+
 pub(super) fn remove_cgroup(names: &Names, id: &str) -> Result<()> {
     Cgroup::locate(names.prefix(), id).remove()
 }

@@ -15,14 +15,14 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 
-const HEADER_LEN: usize = 110;
-const TRAILER: &str = "TRAILER!!!";
+pub(super) const HEADER_LEN: usize = 110;
+pub(super) const TRAILER: &str = "TRAILER!!!";
 const MAX_NAME: usize = 4096;
 
 const S_IFMT: u32 = 0o170_000;
-const S_IFDIR: u32 = 0o040_000;
-const S_IFREG: u32 = 0o100_000;
-const S_IFLNK: u32 = 0o120_000;
+pub(super) const S_IFDIR: u32 = 0o040_000;
+pub(super) const S_IFREG: u32 = 0o100_000;
+pub(super) const S_IFLNK: u32 = 0o120_000;
 
 /// Unpacks `archive` into `dest` (which must exist), writing at most `max_bytes` of file data.
 pub fn unpack(archive: &Path, dest: &Path, max_bytes: u64) -> Result<()> {

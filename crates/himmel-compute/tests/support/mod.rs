@@ -20,6 +20,8 @@ pub use himmel_testkit::{Base, Engine, Member};
 #[derive(Default)]
 pub struct FakeImages {
     pub stored: std::sync::Mutex<Vec<FakeImage>>,
+    /// What createImage stored: (id, request, data).
+    pub created: std::sync::Mutex<Vec<(String, himmel_compute::images::NewImage, Vec<u8>)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,11 +152,13 @@ impl himmel_compute::images::Images for FakeImages {
     async fn create_from_file(
         &self,
         _ctx: &himmel_core::RequestContext,
-        _req: himmel_compute::images::NewImage,
+        req: himmel_compute::images::NewImage,
         src: &std::path::Path,
     ) -> Result<String, himmel_core::Error> {
-        assert!(src.is_file());
-        Ok("66666666-6666-4666-8666-666666666666".into())
+        let data = std::fs::read(src).map_err(himmel_core::Error::internal)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.created.lock().unwrap().push((id.clone(), req, data));
+        Ok(id)
     }
 
     async fn list_images(
@@ -323,6 +327,26 @@ impl himmel_compute::host::Host for FakeHost {
     }
     fn list(&self) -> Result<Vec<String>, String> {
         Ok(self.instances.lock().unwrap().keys().cloned().collect())
+    }
+    /// A running namespace instance's "root filesystem" names it and its memory cap.
+    fn snapshot_rootfs(
+        &self,
+        id: &str,
+        out: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<bool, String> {
+        let all = self.instances.lock().unwrap();
+        let live = all.get(id).filter(|i| {
+            i.running
+                && i.plan.as_ref().map(|p| p.driver)
+                    == Some(himmel_compute::host::DriverKind::Namespace)
+        });
+        if live.is_none() {
+            return Ok(false);
+        }
+        std::fs::write(out, format!("rootfs of {id} within {max_bytes}"))
+            .map_err(|e| e.to_string())?;
+        Ok(true)
     }
 }
 
