@@ -391,7 +391,10 @@ fn namespace_instance_lifecycle() {
     // A snapshot of a paused instance leaves it paused.
     let snapshots = tempfile::tempdir().unwrap();
     let paused_snapshot = snapshots.path().join("paused.cpio.gz");
-    assert!(lab.hv().snapshot_rootfs(&id, &paused_snapshot, 128 << 20).expect("snapshot"));
+    assert!(lab
+        .hv()
+        .snapshot_rootfs(&id, &paused_snapshot, 128 << 20)
+        .expect("snapshot"));
     assert_eq!(lab.http(&ip), None, "still paused after the snapshot");
     lab.hv().unpause(&id).expect("unpause");
     assert_eq!(lab.wait_http(&id, &ip, Duration::from_secs(10)), "ns-one");
@@ -399,15 +402,32 @@ fn namespace_instance_lifecycle() {
     // A snapshot of a running instance holds what the guest wrote (its web page, made at
     // boot: the image has none), and the instance runs on.
     let snapshot = snapshots.path().join("running.cpio.gz");
-    assert!(lab.hv().snapshot_rootfs(&id, &snapshot, 128 << 20).expect("snapshot"));
+    assert!(lab
+        .hv()
+        .snapshot_rootfs(&id, &snapshot, 128 << 20)
+        .expect("snapshot"));
     assert_eq!(lab.wait_http(&id, &ip, Duration::from_secs(10)), "ns-one");
-    let archive = Command::new("gzip").arg("-dc").arg(&snapshot).output().unwrap();
+    let archive = Command::new("gzip")
+        .arg("-dc")
+        .arg(&snapshot)
+        .output()
+        .unwrap();
     assert!(archive.status.success());
-    let page = archive.stdout.windows(15).position(|w| w == b"www/index.html\0");
+    let page = archive
+        .stdout
+        .windows(15)
+        .position(|w| w == b"www/index.html\0");
     assert!(page.is_some(), "the snapshot has the guest's web page");
     assert!(archive.stdout.windows(7).any(|w| w == b"ns-one\n"));
-    assert!(lab.hv().snapshot_rootfs(&id, &snapshot, 4096).is_err(), "bigger than 4 KiB");
-    assert_eq!(lab.wait_http(&id, &ip, Duration::from_secs(10)), "ns-one", "thawed after a failure");
+    assert!(
+        lab.hv().snapshot_rootfs(&id, &snapshot, 4096).is_err(),
+        "bigger than 4 KiB"
+    );
+    assert_eq!(
+        lab.wait_http(&id, &ip, Duration::from_secs(10)),
+        "ns-one",
+        "thawed after a failure"
+    );
 
     // Hard reboot: a new init, a new lease.
     let rebooted = lab.hv().reboot(&spec, true).expect("reboot");

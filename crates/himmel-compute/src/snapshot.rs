@@ -67,6 +67,47 @@ pub async fn create_image(
     result
 }
 
+/// A snapshot with `image_type=backup` and `backup_type`; afterwards the
+/// server's backups of that type beyond the newest `rotation` are deleted
+/// (all of them, the new one too, with rotation 0, as in Nova).
+pub async fn create_backup(
+    s: &ComputeService,
+    ctx: &RequestContext,
+    server: &Server,
+    name: String,
+    backup_type: &str,
+    rotation: u64,
+    requested: BTreeMap<String, String>,
+) -> Result<String, Error> {
+    let mut properties = requested;
+    properties.insert("image_type".into(), "backup".into());
+    properties.insert("backup_type".into(), backup_type.into());
+    let image_id = create_image(s, ctx, server, name, properties).await?;
+    let images = s.images().cloned().ok_or_else(|| {
+        Error::Conflict("There is no image service to store the image in.".into())
+    })?;
+    let is_backup = |p: &BTreeMap<String, String>| {
+        p.get("image_type").map(String::as_str) == Some("backup")
+            && p.get("backup_type").map(String::as_str) == Some(backup_type)
+            && p.get("instance_uuid") == Some(&server.id)
+    };
+    let mut backups: Vec<_> = images
+        .list_images(ctx)
+        .await?
+        .into_iter()
+        .filter(|i| is_backup(&i.properties))
+        .collect();
+    backups.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    let keep = usize::try_from(rotation).unwrap_or(usize::MAX);
+    for old in backups.iter().skip(keep) {
+        match images.delete_image(ctx, &old.id).await {
+            Ok(()) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(image_id)
+}
+
 /// A VM's root disk, as it is now.
 async fn copy_disk(s: &ComputeService, server: &Server, copy: &Path) -> Result<(), Error> {
     let disk = instance_dir(s, &server.id).join("disk");
@@ -90,9 +131,10 @@ async fn copy_root_filesystem(
     server: &Server,
     copy: &Path,
 ) -> Result<(), Error> {
-    let hv = s.hypervisor().cloned().ok_or_else(|| {
-        Error::Conflict("This host cannot run instances (no hypervisor).".into())
-    })?;
+    let hv = s
+        .hypervisor()
+        .cloned()
+        .ok_or_else(|| Error::Conflict("This host cannot run instances (no hypervisor).".into()))?;
     // What unpacks into the instance must fit in its memory.
     let max_bytes = server.flavor.ram.max(16) << 20;
     let (id, out) = (server.id.clone(), copy.to_path_buf());

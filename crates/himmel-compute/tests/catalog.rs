@@ -19,8 +19,30 @@ on_both_engines!(
     |r: support::Region| async move {
         let (status, v) = r.raw("GET", "/compute/", "", None, &[]).await;
         assert_eq!(status, 200);
-        assert_eq!(v["versions"][0]["id"], "v2.1");
-        assert_eq!(v["versions"][0]["min_version"], "2.1");
+        assert_eq!(
+            v["versions"][0]["id"], "v2.0",
+            "Nova lists the legacy API first"
+        );
+        assert_eq!(v["versions"][0]["status"], "SUPPORTED");
+        assert_eq!(v["versions"][1]["id"], "v2.1");
+        assert_eq!(v["versions"][1]["min_version"], "2.1");
+        let legacy = v["versions"][0]["links"][0]["href"].as_str().unwrap();
+        assert!(legacy.ends_with("/compute/v2/"), "{legacy}");
+        let (status, v) = r.raw("GET", "/compute/v2/", "", None, &[]).await;
+        assert_eq!((status, &v["version"]["id"]), (200, &json!("v2.0")));
+        // The legacy API serves the same resources, ignoring microversions.
+        let resp = r
+            .http
+            .get(format!("{}/compute/v2/flavors", r.url))
+            .header("x-auth-token", &r.admin)
+            .header("OpenStack-API-Version", "compute 2.99")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("openstack-api-version").is_none());
+        let body: Value = resp.json().await.unwrap();
+        assert!(!body["flavors"].as_array().unwrap().is_empty(), "{body}");
         let (status, v) = r.call("GET", "/", "", None).await;
         assert_eq!(status, 200);
         assert_eq!(v["version"]["status"], "CURRENT");

@@ -860,7 +860,10 @@ on_both_engines!(create_image_snapshots_the_root, |r: Region| async move {
     assert_eq!(status, 202, "{v}");
     let (req, data) = stored("vm-snap");
     assert_eq!(data, format!("data of {DISK_IMAGE}"));
-    assert_eq!((req.disk_format.as_str(), req.container_format.as_str()), ("raw", "bare"));
+    assert_eq!(
+        (req.disk_format.as_str(), req.container_format.as_str()),
+        ("raw", "bare")
+    );
     assert_eq!(req.properties["image_type"], "snapshot");
     assert_eq!(req.properties["instance_uuid"], vm);
     assert_eq!(req.properties["base_image_ref"], DISK_IMAGE);
@@ -873,7 +876,10 @@ on_both_engines!(create_image_snapshots_the_root, |r: Region| async move {
     assert_eq!(status, 202, "{v}");
     let (req, data) = stored("ns-running");
     assert_eq!(data, format!("rootfs of {ns} within {}", 64u64 << 20));
-    assert_eq!((req.disk_format.as_str(), req.container_format.as_str()), ("ari", "ari"));
+    assert_eq!(
+        (req.disk_format.as_str(), req.container_format.as_str()),
+        ("ari", "ari")
+    );
     assert_eq!(req.properties["instance_uuid"], ns);
 
     let (status, _) = action(&r, &m.token, &ns, json!({"os-stop": null})).await;
@@ -896,4 +902,115 @@ on_both_engines!(create_image_snapshots_the_root, |r: Region| async move {
         .unwrap()
         .iter()
         .all(|(_, req, _)| req.name != "kernel-snap"));
+});
+
+// createBackup keeps the newest `rotation` backups of its type of the
+// server; rotation 0 keeps none and names no image.
+on_both_engines!(create_backup_rotates, |r: Region| async move {
+    let m = r.member("backup", "member").await;
+    let net = tenant_network(&r, &m.token, "backup-net", "10.24.0.0/24").await;
+    let small = flavor(&r, "backup-small", 1, 256).await;
+    let (_, v) = create(
+        &r,
+        &m.token,
+        json!({"name": "db", "imageRef": DISK_IMAGE, "flavorRef": small,
+               "networks": [{"uuid": net}]}),
+    )
+    .await;
+    let id = v["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&r, &m.token, &id, "ACTIVE").await;
+    let backup = |name: &'static str, kind: &'static str, rotation: Value| {
+        let (r, token, id) = (&r, m.token.clone(), id.clone());
+        async move {
+            let body =
+                json!({"createBackup": {"name": name, "backup_type": kind, "rotation": rotation}});
+            let resp = r
+                .http
+                .post(format!("{}/compute/v2.1/servers/{id}/action", r.url))
+                .header("x-auth-token", &token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let location = resp.headers().get("location").map(|l| {
+                let l = l.to_str().unwrap();
+                l.rsplit('/').next().unwrap().to_string()
+            });
+            (status, location)
+        }
+    };
+    // The server's backups in the image service, oldest first.
+    let backups = || {
+        let stored = r.images.stored.lock().unwrap();
+        stored
+            .iter()
+            .filter(|i| i.info.properties.get("image_type").map(String::as_str) == Some("backup"))
+            .map(|i| {
+                let p = &i.info.properties;
+                assert_eq!(p["instance_uuid"], id);
+                (i.info.name.clone().unwrap(), p["backup_type"].clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    let named = |names: &[(&str, &str)]| {
+        names
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect::<Vec<_>>()
+    };
+
+    let (status, first) = backup("daily-1", "daily", json!(2)).await;
+    assert_eq!(status, 202);
+    assert!(
+        r.images.get(&first.unwrap()).is_some(),
+        "Location names the backup"
+    );
+    assert_eq!(backup("weekly-1", "weekly", json!("2")).await.0, 202);
+    assert_eq!(backup("daily-2", "daily", json!(2)).await.0, 202);
+    assert_eq!(
+        backups(),
+        named(&[
+            ("daily-1", "daily"),
+            ("weekly-1", "weekly"),
+            ("daily-2", "daily")
+        ])
+    );
+    assert_eq!(backup("daily-3", "daily", json!(2)).await.0, 202);
+    assert_eq!(
+        backups(),
+        named(&[
+            ("weekly-1", "weekly"),
+            ("daily-2", "daily"),
+            ("daily-3", "daily")
+        ]),
+        "the oldest daily backup is rotated out; other types stay"
+    );
+    let (status, location) = backup("weekly-2", "weekly", json!(0)).await;
+    assert_eq!((status, location), (202, None));
+    assert_eq!(
+        backups(),
+        named(&[("daily-2", "daily"), ("daily-3", "daily")]),
+        "rotation 0 keeps no backup of the type"
+    );
+
+    for bad in [json!(-1), json!("two"), json!(1.5), Value::Null] {
+        let (status, v) = action(
+            &r,
+            &m.token,
+            &id,
+            json!({"createBackup": {"name": "x", "backup_type": "daily", "rotation": bad}}),
+        )
+        .await;
+        assert_eq!(status, 400, "rotation {bad}: {v}");
+    }
+    let (status, v) = action(
+        &r,
+        &m.token,
+        &id,
+        json!({"createBackup": {"name": "x", "rotation": 1}}),
+    )
+    .await;
+    nova_error(&v, "badRequest", 400, "backup_type");
+    assert_eq!(status, 400);
 });

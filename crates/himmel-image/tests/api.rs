@@ -780,9 +780,16 @@ async fn stage_import_deactivate_and_schemas(r: Region) {
         "the staged copy is gone"
     );
 
+    // The import finished within its request: the image has no task left,
+    // and another project does not see the image's tasks at all.
+    let tasks = format!("/v2/images/{id}/tasks");
+    let (status, v) = r.call("GET", &tasks, &alice.token, None).await;
+    assert_eq!((status, v), (200, json!({"tasks": []})));
+
     // The owner's members (de)activate; downloads stop for all but the
     // administrator; other projects cannot deactivate.
     let bob = r.member("bob", "member").await;
+    assert_eq!(r.send("GET", &tasks, &bob.token, None).await.status, 404);
     let path = format!("/v2/images/{id}/actions/deactivate");
     assert_eq!(r.send("POST", &path, &bob.token, None).await.status, 404);
     assert_eq!(r.send("POST", &path, &alice.token, None).await.status, 204);

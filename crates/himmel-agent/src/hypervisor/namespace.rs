@@ -293,7 +293,13 @@ pub(super) fn set_paused(names: &Names, id: &str, paused: bool) -> Result<()> {
 
 /// Packs the running instance's root filesystem into `out` (see [`super::pack`]), frozen so
 /// that nothing in it changes meanwhile; a paused instance stays paused.
-pub(super) fn snapshot(names: &Names, dir: &Path, id: &str, out: &Path, max_bytes: u64) -> Result<()> {
+pub(super) fn snapshot(
+    names: &Names,
+    dir: &Path,
+    id: &str,
+    out: &Path,
+    max_bytes: u64,
+) -> Result<()> {
     let cgroup = Cgroup::locate(names.prefix(), id);
     if !cgroup.can_freeze() {
         return Err(Error::invalid(

@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 /// Writes the tree under `root` as a gzip'd newc archive to `out` (created or truncated), with
 /// at most `max_bytes` of file data: an initramfs must fit in the memory it is unpacked into.
 pub fn pack(root: &Path, out: &Path, max_bytes: u64) -> Result<()> {
-    let file = File::create(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
+    let file =
+        File::create(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
     let mut gzip = Command::new("gzip")
         .args(["-c", "-6"])
         .stdin(Stdio::piped())
@@ -53,7 +54,10 @@ pub fn pack(root: &Path, out: &Path, max_bytes: u64) -> Result<()> {
     let status = gzip.wait().map_err(|e| Error::io("waiting for gzip", e))?;
     flushed?;
     if !status.success() {
-        return Err(Error::invalid(format!("gzip failed writing {}", out.display())));
+        return Err(Error::invalid(format!(
+            "gzip failed writing {}",
+            out.display()
+        )));
     }
     File::open(out)
         .and_then(|f| f.sync_all())
@@ -120,7 +124,12 @@ impl<W: Write> Packer<W> {
                 let target = fs::read_link(&path)
                     .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
                 let target = target.as_os_str().as_encoded_bytes();
-                self.header(&archived, S_IFLNK | 0o777, meta.mtime(), target.len() as u64)?;
+                self.header(
+                    &archived,
+                    S_IFLNK | 0o777,
+                    meta.mtime(),
+                    target.len() as u64,
+                )?;
                 self.data(target)?;
                 self.pad()?;
             } else if kind.is_file() {
@@ -242,7 +251,10 @@ mod tests {
             fs::read(dest.join("init")).unwrap(),
             b"#!/bin/sh\necho hello\n"
         );
-        let mode = fs::metadata(dest.join("init")).unwrap().permissions().mode();
+        let mode = fs::metadata(dest.join("init"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
         assert_eq!(fs::read(dest.join("etc/motd")).unwrap(), vec![b'x'; 70_001]);
         assert_eq!(fs::read(dest.join("bin/odd")).unwrap(), b"abc");
@@ -259,7 +271,11 @@ mod tests {
         let secret = tempfile::tempdir().unwrap();
         fs::write(secret.path().join("host-only"), b"host secret").unwrap();
         symlink(secret.path(), src.path().join("escape")).unwrap();
-        symlink(secret.path().join("host-only"), src.path().join("file-escape")).unwrap();
+        symlink(
+            secret.path().join("host-only"),
+            src.path().join("file-escape"),
+        )
+        .unwrap();
         let work = tempfile::tempdir().unwrap();
         let archive = work.path().join("root.cpio.gz");
         pack(src.path(), &archive, 1 << 20).unwrap();

@@ -69,7 +69,12 @@ fn requested(headers: &HeaderMap) -> Result<Option<Microversion>, String> {
 
 /// Middleware: reads the version into the request, writes it on the response.
 pub async fn negotiate(mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    // The legacy v2 API knows no microversions: it ignores the headers and
+    // answers none.
+    let legacy = path == "/v2" || path.starts_with("/v2/");
     let version = match requested(req.headers()) {
+        _ if legacy => Microversion(MIN),
         Ok(v) => v.unwrap_or(Microversion(MIN)),
         Err(message) => {
             let status = if message.starts_with("Invalid format") {
@@ -89,16 +94,18 @@ pub async fn negotiate(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(version);
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("compute 2.{}", version.0)) {
-        h.insert("openstack-api-version", v);
+    if !legacy {
+        if let Ok(v) = HeaderValue::from_str(&format!("compute 2.{}", version.0)) {
+            h.insert("openstack-api-version", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("2.{}", version.0)) {
+            h.insert("x-openstack-nova-api-version", v);
+        }
+        h.insert(
+            "vary",
+            HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
+        );
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("2.{}", version.0)) {
-        h.insert("x-openstack-nova-api-version", v);
-    }
-    h.insert(
-        "vary",
-        HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
-    );
     // Nova names the request id a second time; clients (Tempest's instance actions) read it.
     if let Some(id) = h.get("x-openstack-request-id").cloned() {
         h.insert("x-compute-request-id", id);

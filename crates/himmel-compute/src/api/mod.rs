@@ -1,5 +1,6 @@
 //! Nova v2.1 routes, one module per resource, all under
-//! [`crate::PATH_PREFIX`]`/v2.1`, behind the microversion negotiation.
+//! [`crate::PATH_PREFIX`]`/v2.1` (and the legacy `/v2`), behind the
+//! microversion negotiation.
 
 mod aggregates;
 mod flavors;
@@ -58,6 +59,16 @@ pub fn routes(p: &Pipeline, service: ComputeService) -> Router {
             "/v2.1/",
             p.on(&SERVICE, &VERSIONS, MethodFilter::GET, version),
         )
+        .route(
+            "/v2",
+            p.on(&SERVICE, &VERSIONS, MethodFilter::GET, legacy_version),
+        )
+        .route(
+            "/v2/",
+            p.on(&SERVICE, &VERSIONS, MethodFilter::GET, legacy_version),
+        )
+        // Nova's legacy v2 endpoint is the v2.1 code without microversions.
+        .nest("/v2", v21.clone())
         .nest("/v2.1", v21)
         .fallback(p.on(&SERVICE, &UNKNOWN_PATH, any_method(), unknown_path))
         .with_state(service.clone())
@@ -110,8 +121,30 @@ fn version_body(headers: &HeaderMap) -> Value {
     })
 }
 
+/// The legacy v2.0 API: listed first, as Nova does, and served by the
+/// same handlers at microversion 2.1.
+fn legacy_version_body(headers: &HeaderMap) -> Value {
+    let href = format!("{}{}/v2/", wire::base_url(headers), crate::PATH_PREFIX);
+    json!({
+        "id": "v2.0",
+        "status": "SUPPORTED",
+        "version": "",
+        "min_version": "",
+        "updated": "2011-01-21T11:33:21Z",
+        "links": [{"rel": "self", "href": href}],
+        "media-types": [{
+            "base": "application/json",
+            "type": "application/vnd.openstack.compute+json;version=2",
+        }],
+    })
+}
+
 async fn versions(headers: HeaderMap) -> Json<Value> {
-    Json(json!({"versions": [version_body(&headers)]}))
+    Json(json!({"versions": [legacy_version_body(&headers), version_body(&headers)]}))
+}
+
+async fn legacy_version(headers: HeaderMap) -> Json<Value> {
+    Json(json!({"version": legacy_version_body(&headers)}))
 }
 
 async fn version(headers: HeaderMap) -> Json<Value> {

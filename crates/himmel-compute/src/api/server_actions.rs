@@ -125,7 +125,7 @@ async fn settle_resize(
 }
 
 /// The actions a lock stops (Nova's `check_instance_lock`); a delete is stopped too.
-const LOCKED_ACTIONS: [&str; 10] = [
+const LOCKED_ACTIONS: [&str; 11] = [
     "reboot",
     "os-stop",
     "os-start",
@@ -136,6 +136,7 @@ const LOCKED_ACTIONS: [&str; 10] = [
     "confirmResize",
     "revertResize",
     "createImage",
+    "createBackup",
 ];
 
 /// 409 for a locked server, unless the caller is an administrator.
@@ -297,6 +298,7 @@ async fn action(
         "addFloatingIp" => super::floating_ip_actions::add(&s, &ctx, &server, arg).await,
         "removeFloatingIp" => super::floating_ip_actions::remove(&s, &ctx, &server, arg).await,
         "createImage" => create_image(&s, &ctx, &headers, &server, arg).await,
+        "createBackup" => create_backup(&s, &ctx, &headers, &server, arg).await,
         "lock" | "unlock" => lock(&s, &ctx, &server, name == "lock").await,
         other => Err(Error::BadRequest(format!(
             "There is no such action: {}",
@@ -617,36 +619,102 @@ async fn create_image(
     server: &Server,
     arg: &Value,
 ) -> ApiResult<Response> {
-    let name = arg
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 255)
-        .ok_or_else(|| {
-            Error::BadRequest(
-                "Invalid input for field/attribute createImage. 'name' is a required property"
-                    .into(),
-            )
-        })?
-        .to_string();
+    let name = image_name("createImage", arg)?;
     let properties = match arg.get("metadata") {
         Some(m) => metadata_from(m, -1)?,
         None => Default::default(),
     };
-    if !matches!(
-        server.vm_state,
-        VmState::Active | VmState::Stopped | VmState::Paused
-    ) || !server_settled(server)
-    {
-        return Err(conflict("createImage", server).into());
-    }
+    check_snapshottable("createImage", server)?;
     let image_id = crate::snapshot::create_image(s, ctx, server, name, properties).await?;
     servers::record_action(s, server, ctx, "createImage").await?;
-    let location = format!("{}/image/v2/images/{image_id}", wire::base_url(headers));
+    Ok(image_accepted(headers, server, Some(&image_id)))
+}
+
+/// createBackup: a snapshot marked as a backup of `backup_type`, after which
+/// only the newest `rotation` backups of that type of the server are kept.
+async fn create_backup(
+    s: &ComputeService,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+    server: &Server,
+    arg: &Value,
+) -> ApiResult<Response> {
+    let name = image_name("createBackup", arg)?;
+    let backup_type = arg
+        .get("backup_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::BadRequest(
+                "Invalid input for field/attribute createBackup. 'backup_type' is a required property"
+                    .into(),
+            )
+        })?
+        .to_string();
+    // Nova takes a non-negative integer, also written as a string of digits.
+    let rotation = match arg.get("rotation") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+            t.parse().ok()
+        }
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Error::BadRequest(
+            "Invalid input for field/attribute rotation. 'rotation' must be a non-negative integer"
+                .into(),
+        )
+    })?;
+    let properties = match arg.get("metadata") {
+        Some(m) => metadata_from(m, -1)?,
+        None => Default::default(),
+    };
+    check_snapshottable("createBackup", server)?;
+    let image_id =
+        crate::snapshot::create_backup(s, ctx, server, name, &backup_type, rotation, properties)
+            .await?;
+    servers::record_action(s, server, ctx, "createBackup").await?;
+    // With rotation 0 the new backup is gone at once: Nova names no image then.
+    Ok(image_accepted(
+        headers,
+        server,
+        (rotation > 0).then_some(image_id.as_str()),
+    ))
+}
+
+fn image_name(action: &str, arg: &Value) -> Result<String, Error> {
+    arg.get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 255)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "Invalid input for field/attribute {action}. 'name' is a required property"
+            ))
+        })
+}
+
+fn check_snapshottable(action: &str, server: &Server) -> Result<(), Error> {
+    if matches!(
+        server.vm_state,
+        VmState::Active | VmState::Stopped | VmState::Paused
+    ) && server_settled(server)
+    {
+        Ok(())
+    } else {
+        Err(conflict(action, server))
+    }
+}
+
+/// 202 with the new image's address in `Location` (before microversion 2.45).
+fn image_accepted(headers: &HeaderMap, server: &Server, image_id: Option<&str>) -> Response {
     let mut resp = StatusCode::ACCEPTED.into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    if let Some(id) = image_id {
+        let location = format!("{}/image/v2/images/{id}", wire::base_url(headers));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(axum::http::header::LOCATION, v);
+        }
     }
     resp.extensions_mut()
         .insert(himmel_http::AuditTargetId(server.id.clone()));
-    Ok(resp)
+    resp
 }

@@ -151,12 +151,18 @@ impl himmel_compute::images::Images for FakeImages {
 
     async fn create_from_file(
         &self,
-        _ctx: &himmel_core::RequestContext,
+        ctx: &himmel_core::RequestContext,
         req: himmel_compute::images::NewImage,
         src: &std::path::Path,
     ) -> Result<String, himmel_core::Error> {
         let data = std::fs::read(src).map_err(himmel_core::Error::internal)?;
-        let id = uuid::Uuid::new_v4().to_string();
+        let properties: Vec<(&str, &str)> = req
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let owner = ctx.project_id().unwrap_or_default();
+        let id = self.add(owner, &req.name, "active", false, &properties);
         self.created.lock().unwrap().push((id.clone(), req, data));
         Ok(id)
     }

@@ -1,4 +1,4 @@
-//! `/v2/images`, `/v2/images/{id}` and `/v2/images/{id}/tags/{tag}`.
+//! `/v2/images`, `/v2/images/{id}`, `/v2/images/{id}/tasks` and `/v2/images/{id}/tags/{tag}`.
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -8,7 +8,7 @@ use axum::routing::MethodFilter;
 use axum::Router;
 use himmel_core::Error;
 use himmel_http::{ApiResult, AuditTargetId, Authz, Ctx, Json, Pipeline};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{allowed, base_url, forbidden, list};
 use crate::access::{self, target};
@@ -29,6 +29,10 @@ pub fn routes(p: &Pipeline) -> Router<ImageService> {
             p.on(&SERVICE, &GET_IMAGE, MethodFilter::GET, show)
                 .merge(p.on(&SERVICE, &MODIFY_IMAGE, MethodFilter::PATCH, update))
                 .merge(p.on(&SERVICE, &DELETE_IMAGE, MethodFilter::DELETE, delete)),
+        )
+        .route(
+            "/v2/images/{id}/tasks",
+            p.on(&SERVICE, &GET_IMAGE, MethodFilter::GET, tasks),
         )
         .route(
             "/v2/images/{id}/tags/{tag}",
@@ -185,6 +189,18 @@ async fn show(
 ) -> ApiResult<Json<Value>> {
     let image = readable(&svc, &ctx, &authz, &id).await?;
     Ok(Json(image.to_json()))
+}
+
+/// The image's asynchronous tasks (Glance 2.12). Here an import finishes
+/// before its request is answered, so an image never has one.
+async fn tasks(
+    State(svc): State<ImageService>,
+    ctx: Ctx,
+    authz: Authz,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    readable(&svc, &ctx, &authz, &id).await?;
+    Ok(Json(json!({"tasks": []})))
 }
 
 async fn update(
