@@ -133,10 +133,17 @@ def test_a_namespace_instance_runs_its_user_data_and_is_snapshotted(lab, test_im
                       net["id"], "--user-data", str(user_data), "--wait", f"snap-guest-{unique}")
     sid = server["id"]
 
-    def console() -> str:
-        return region.cli_ok("console", "log", "show", sid)
+    def console_with(server_id: str, marker: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = region.cli_ok("console", "log", "show", server_id)
+            if marker in text:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {marker!r} on the console of {server_id}:\n{text}")
+            time.sleep(0.5)
 
-    log = wait_for("the user data's exit", lambda: (lambda text: "user_data exit" in text and text)(console()))
+    log = console_with(sid, "user_data exit")
     assert f"metadata ok {sid}" in log, log
     assert f"user-data-ran-snap-guest-{unique}" in log, log
     assert "user_data exit 0" in log, log
@@ -158,8 +165,7 @@ def test_a_namespace_instance_runs_its_user_data_and_is_snapshotted(lab, test_im
     second = cli_json("server", "create", "--flavor", flavor["id"], "--image", snapshot["id"], "--network",
                       net["id"], "--wait", f"from-snap-{unique}")
     assert second["status"] == "ACTIVE", second
-    log = wait_for("the copy's metadata", lambda: (lambda text: "metadata ok" in text and text)(
-        region.cli_ok("console", "log", "show", second["id"])))
+    log = console_with(second["id"], "metadata ok")
     assert f"metadata ok {second['id']}" in log, log
     for server_id in (second["id"], sid):
         region.cli_ok("server", "delete", "--wait", server_id)
