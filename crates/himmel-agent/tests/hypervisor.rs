@@ -95,10 +95,19 @@ struct Lab {
 
 const GATEWAY: &str = "10.77.0.1";
 
+/// Deep enough that a socket's path inside an instance's directory would not fit in a socket
+/// address (108 bytes), as a region's data directory may well be.
+fn instances_dir(state: &tempfile::TempDir) -> PathBuf {
+    state
+        .path()
+        .join("a-data-directory-nested-deeply-enough-to-overflow-a-socket-address")
+        .join("instances")
+}
+
 impl Lab {
     fn new(prefix: &str) -> Lab {
         let state = tempfile::tempdir().expect("state dir");
-        let hv = Hypervisor::new(prefix, state.path().join("instances")).expect("hypervisor");
+        let hv = Hypervisor::new(prefix, instances_dir(&state)).expect("hypervisor");
         let net = format!("{prefix}-hvnet");
         quiet(&["ip", "netns", "del", &net]);
         sh(&["ip", "netns", "add", &net]);
@@ -159,7 +168,7 @@ impl Lab {
     fn restart_hypervisor(&mut self) {
         self.hv = None;
         self.hv = Some(
-            Hypervisor::new(&self.prefix, self.state.path().join("instances")).expect("hypervisor"),
+            Hypervisor::new(&self.prefix, instances_dir(&self.state)).expect("hypervisor"),
         );
     }
 

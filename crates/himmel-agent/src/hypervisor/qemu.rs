@@ -41,6 +41,7 @@ pub(super) fn start(dir: &Path, netns: &str, spec: &InstanceSpec, kvm: bool) -> 
     let mut command = Command::new(QEMU);
     command
         .args(&args)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -101,7 +102,9 @@ pub fn command_line(dir: &Path, spec: &InstanceSpec, kvm: bool) -> Result<Vec<St
         "-serial".into(),
         "chardev:console".into(),
         "-qmp".into(),
-        format!("unix:{},server=on,wait=off", path(&dir.join(QMP_SOCKET))?),
+        // Relative to QEMU's working directory (the instance's): a socket's path must stay
+        // under 108 bytes, which a deep state directory would not.
+        format!("unix:{QMP_SOCKET},server=on,wait=off"),
         "-pidfile".into(),
         path(&dir.join(PIDFILE))?,
         "-daemonize".into(),

@@ -1,6 +1,7 @@
 //! A minimal QMP client: one command per connection on the instance's QMP socket.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -17,7 +18,7 @@ pub fn execute(socket: &Path, command: &str) -> Result<Value> {
         command: format!("QMP {command} on {}", socket.display()),
         detail,
     };
-    let stream = UnixStream::connect(socket).map_err(|e| fail(format!("connect: {e}")))?;
+    let stream = connect(socket).map_err(|e| fail(format!("connect: {e}")))?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
@@ -48,6 +49,19 @@ pub fn execute(socket: &Path, command: &str) -> Result<Value> {
         }
     }
     unreachable!("the loop returns after the command's reply")
+}
+
+/// Connects through the socket's directory opened as a file descriptor: a socket address holds
+/// at most 108 bytes, and `/proc/self/fd/N/qmp.sock` is short whatever the directory's path.
+fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return UnixStream::connect(socket);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    UnixStream::connect(short)
 }
 
 fn read_message(reader: &mut impl BufRead) -> std::result::Result<Value, String> {
