@@ -349,6 +349,39 @@ async fn quotas_are_enforced(r: Region) {
 }
 on_both_engines!(quotas, quotas_are_enforced);
 
+/// Creates racing for a project's last places get exactly that many.
+async fn concurrent_creates_stay_within_the_quota(r: Region) {
+    let m = r.member("quota-race", "member").await;
+    let (status, _) = r
+        .call(
+            "PUT",
+            &format!("/v2.0/quotas/{}", m.project_id),
+            &r.admin,
+            Some(json!({"quota": {"network": 4}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let creates = (0..12).map(|i| {
+        let (r, token) = (&r, m.token.clone());
+        async move {
+            let body = json!({"network": {"name": format!("race-{i}")}});
+            r.call("POST", "/v2.0/networks", &token, Some(body)).await.0
+        }
+    });
+    let mut statuses = futures::future::join_all(creates).await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[201; 4].as_slice(), &[409; 8]].concat());
+    let (_, v) = r.call("GET", "/v2.0/networks", &m.token, None).await;
+    let owned = v["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["project_id"] == m.project_id.as_str())
+        .count();
+    assert_eq!(owned, 4);
+}
+on_both_engines!(quota_race, concurrent_creates_stay_within_the_quota);
+
 async fn ip_availability_for_admins(r: Region) {
     let m = r.member("avail", "member").await;
     let net = r

@@ -103,6 +103,17 @@ pub async fn check(
     if limit < 0 {
         return Ok(());
     }
+    // Queue behind any other transaction creating this resource for this
+    // project until it commits, then count what it committed too.
+    sqlx::query(
+        "INSERT INTO net_quota_locks (project_id, resource) VALUES ($1, $2) \
+         ON CONFLICT (project_id, resource) DO UPDATE SET resource = excluded.resource",
+    )
+    .bind(project_id)
+    .bind(resource)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
     let used = super::count(conn, resource, project_id).await?;
     if used + adding > limit {
         return Err(Error::Conflict(format!(
