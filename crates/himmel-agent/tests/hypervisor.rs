@@ -167,9 +167,8 @@ impl Lab {
     /// A region restart: a new Hypervisor object on the same state.
     fn restart_hypervisor(&mut self) {
         self.hv = None;
-        self.hv = Some(
-            Hypervisor::new(&self.prefix, instances_dir(&self.state)).expect("hypervisor"),
-        );
+        self.hv =
+            Some(Hypervisor::new(&self.prefix, instances_dir(&self.state)).expect("hypervisor"));
     }
 
     /// Prepares an instance's namespace and plugs one port into it as eth0 (what the network

@@ -63,8 +63,24 @@ pub trait Host: Send + Sync + 'static {
     /// Instances this host has state for.
     fn list(&self) -> Result<Vec<String>, String>;
     /// Writes a running namespace instance's root filesystem to `out` as an initramfs of at
-    /// most `max_bytes` of files; `Ok(false)` when there is nothing live to pack.
-    fn snapshot_rootfs(&self, id: &str, out: &Path, max_bytes: u64) -> Result<bool, String>;
+    /// most `max_bytes` of files.
+    fn snapshot_rootfs(
+        &self,
+        id: &str,
+        out: &Path,
+        max_bytes: u64,
+    ) -> Result<RootfsSnapshot, String>;
+}
+
+/// What [`Host::snapshot_rootfs`] made of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootfsSnapshot {
+    Packed,
+    /// Nothing live to pack: the instance is stopped or is a VM.
+    NotRunning,
+    /// The instance's files cannot make an image (too large for its memory, ...): the reason,
+    /// for the user.
+    Refused(String),
 }
 
 /// This host's hypervisor drivers (qemu and namespace instances).
@@ -118,9 +134,19 @@ impl Host for himmel_agent::hypervisor::Hypervisor {
         himmel_agent::hypervisor::Hypervisor::list(self).map_err(|e| e.to_string())
     }
 
-    fn snapshot_rootfs(&self, id: &str, out: &Path, max_bytes: u64) -> Result<bool, String> {
-        himmel_agent::hypervisor::Hypervisor::snapshot_rootfs(self, id, out, max_bytes)
-            .map_err(|e| e.to_string())
+    fn snapshot_rootfs(
+        &self,
+        id: &str,
+        out: &Path,
+        max_bytes: u64,
+    ) -> Result<RootfsSnapshot, String> {
+        use himmel_agent::Error;
+        match himmel_agent::hypervisor::Hypervisor::snapshot_rootfs(self, id, out, max_bytes) {
+            Ok(true) => Ok(RootfsSnapshot::Packed),
+            Ok(false) => Ok(RootfsSnapshot::NotRunning),
+            Err(Error::Invalid(reason)) => Ok(RootfsSnapshot::Refused(reason)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use himmel_core::{Error, RequestContext};
 
-use crate::host::DriverKind;
+use crate::host::{DriverKind, RootfsSnapshot};
 use crate::images::NewImage;
 use crate::model::Server;
 use crate::reconcile::{blocking, cached, driver, instance_dir, root_filesystem_image};
@@ -138,14 +138,20 @@ async fn copy_root_filesystem(
     // What unpacks into the instance must fit in its memory.
     let max_bytes = server.flavor.ram.max(16) << 20;
     let (id, out) = (server.id.clone(), copy.to_path_buf());
-    let packed = blocking(&hv, move |h| h.snapshot_rootfs(&id, &out, max_bytes)).await?;
-    if !packed {
-        let source = cached(s, root_filesystem_image(&server.image)?).await?;
-        tokio::fs::copy(&source, copy)
-            .await
-            .map_err(Error::internal)?;
+    match blocking(&hv, move |h| h.snapshot_rootfs(&id, &out, max_bytes)).await? {
+        RootfsSnapshot::Packed => Ok(()),
+        RootfsSnapshot::NotRunning => {
+            let source = cached(s, root_filesystem_image(&server.image)?).await?;
+            tokio::fs::copy(&source, copy)
+                .await
+                .map(drop)
+                .map_err(Error::internal)
+        }
+        RootfsSnapshot::Refused(reason) => Err(Error::Conflict(format!(
+            "Instance {} cannot be snapshotted: {reason}",
+            server.id
+        ))),
     }
-    Ok(())
 }
 
 /// The server's image's properties, then Nova's snapshot markers, then

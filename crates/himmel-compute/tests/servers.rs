@@ -889,6 +889,29 @@ on_both_engines!(create_image_snapshots_the_root, |r: Region| async move {
     assert_eq!(status, 202, "{v}");
     assert_eq!(stored("ns-stopped").1, format!("data of {RAMDISK_IMAGE}"));
 
+    // What the instance's files make impossible is the user's 409, not a fault.
+    let tiny_flavor = flavor(&r, "snap-tiny", 1, 16).await;
+    let (status, _) = r
+        .call(
+            "POST",
+            &format!("/flavors/{tiny_flavor}/os-extra_specs"),
+            &r.admin,
+            Some(json!({"extra_specs": {"himmel:driver": "namespace"}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, v) = create(&r, &m.token, boot(KERNEL_IMAGE, &tiny_flavor, "tiny")).await;
+    let tiny = v["server"]["id"].as_str().unwrap().to_string();
+    wait_status(&r, &m.token, &tiny, "ACTIVE").await;
+    let (status, v) = snapshot(tiny.clone(), "tiny-snap").await;
+    assert_eq!(status, 409, "{v}");
+    nova_error(
+        &v,
+        "conflictingRequest",
+        409,
+        "larger than the instance's memory",
+    );
+
     let (_, v) = create(&r, &m.token, boot(KERNEL_IMAGE, &vm_flavor, "kernel-vm")).await;
     let kernel_vm = v["server"]["id"].as_str().unwrap().to_string();
     wait_status(&r, &m.token, &kernel_vm, "ACTIVE").await;

@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 
 /// Writes the tree under `root` as a gzip'd newc archive to `out` (created or truncated), with
 /// at most `max_bytes` of file data: an initramfs must fit in the memory it is unpacked into.
+/// What the tree itself makes impossible (too large, a name that is not UTF-8, a file changed
+/// meanwhile) is [`Error::Invalid`], with files named as the instance sees them.
 pub fn pack(root: &Path, out: &Path, max_bytes: u64) -> Result<()> {
     let file =
         File::create(out).map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
@@ -103,8 +105,7 @@ impl<W: Write> Packer<W> {
                 // newc names are bytes, but unpacking reads them as UTF-8: such a name would not
                 // come back as it was.
                 return Err(Error::invalid(format!(
-                    "{} holds a name that is not UTF-8",
-                    dir.display()
+                    "/{prefix} holds a name that is not UTF-8"
                 )));
             };
             let path = dir.join(name);
@@ -148,10 +149,7 @@ impl<W: Write> Packer<W> {
             .map_err(ctx)?;
         let meta = file.metadata().map_err(ctx)?;
         if !meta.is_file() || meta.ino() != seen.ino() || meta.dev() != seen.dev() {
-            return Err(Error::invalid(format!(
-                "{} changed while it was packed",
-                path.display()
-            )));
+            return Err(changed(archived));
         }
         let size = meta.len();
         self.budget = self.budget.checked_sub(size).ok_or_else(|| {
@@ -159,17 +157,13 @@ impl<W: Write> Packer<W> {
         })?;
         if size > u64::from(u32::MAX) {
             return Err(Error::invalid(format!(
-                "{} is too large for an initramfs",
-                path.display()
+                "/{archived} is too large for an initramfs"
             )));
         }
         self.header(archived, S_IFREG | perm, meta.mtime(), size)?;
         let copied = io::copy(&mut file.take(size), &mut self.out).map_err(ctx)?;
         if copied != size {
-            return Err(Error::invalid(format!(
-                "{} changed while it was packed",
-                path.display()
-            )));
+            return Err(changed(archived));
         }
         self.written += size;
         self.pad()
@@ -216,6 +210,11 @@ impl<W: Write> Packer<W> {
         let pad = (4 - self.written % 4) % 4;
         self.data(&[0; 3][..pad as usize])
     }
+}
+
+/// Errors name files as the instance sees them, not by their place on the host.
+fn changed(archived: &str) -> Error {
+    Error::invalid(format!("/{archived} changed while it was packed"))
 }
 
 #[cfg(test)]

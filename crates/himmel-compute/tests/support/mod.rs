@@ -334,13 +334,15 @@ impl himmel_compute::host::Host for FakeHost {
     fn list(&self) -> Result<Vec<String>, String> {
         Ok(self.instances.lock().unwrap().keys().cloned().collect())
     }
-    /// A running namespace instance's "root filesystem" names it and its memory cap.
+    /// A running namespace instance's "root filesystem" names it and its memory cap; it takes
+    /// 32 MiB, so an instance with less memory cannot be packed.
     fn snapshot_rootfs(
         &self,
         id: &str,
         out: &std::path::Path,
         max_bytes: u64,
-    ) -> Result<bool, String> {
+    ) -> Result<himmel_compute::host::RootfsSnapshot, String> {
+        use himmel_compute::host::RootfsSnapshot;
         let all = self.instances.lock().unwrap();
         let live = all.get(id).filter(|i| {
             i.running
@@ -348,11 +350,16 @@ impl himmel_compute::host::Host for FakeHost {
                     == Some(himmel_compute::host::DriverKind::Namespace)
         });
         if live.is_none() {
-            return Ok(false);
+            return Ok(RootfsSnapshot::NotRunning);
+        }
+        if max_bytes < 32 << 20 {
+            return Ok(RootfsSnapshot::Refused(
+                "the root filesystem is larger than the instance's memory".into(),
+            ));
         }
         std::fs::write(out, format!("rootfs of {id} within {max_bytes}"))
             .map_err(|e| e.to_string())?;
-        Ok(true)
+        Ok(RootfsSnapshot::Packed)
     }
 }
 
