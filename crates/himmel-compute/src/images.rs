@@ -63,13 +63,12 @@ pub trait Images: Send + Sync + 'static {
     ) -> Result<BootImage, Error>;
     /// Writes the image's data to `dest` (a new file), checking its hash.
     async fn copy_data_to(&self, image_id: &str, dest: &Path) -> Result<(), Error>;
-    /// A new active image owned by ctx's project; returns its id.
-    async fn create_from_file(
-        &self,
-        ctx: &RequestContext,
-        req: NewImage,
-        src: &Path,
-    ) -> Result<String, Error>;
+    /// A new image owned by ctx's project, without data yet (`queued`);
+    /// returns its id.
+    async fn create_queued(&self, ctx: &RequestContext, req: NewImage) -> Result<String, Error>;
+    /// Gives the queued image `src` as its data, which makes it active; on
+    /// failure the image is deleted.
+    async fn fill_from_file(&self, image_id: &str, src: &Path) -> Result<(), Error>;
     /// The images the caller's unfiltered image list shows, newest first.
     async fn list_images(&self, ctx: &RequestContext) -> Result<Vec<ImageInfo>, Error>;
     /// NotFound when the caller cannot see it.
@@ -129,19 +128,18 @@ impl Images for himmel_image::ImageService {
         himmel_image::ImageService::copy_data_to(self, image_id, dest).await
     }
 
-    async fn create_from_file(
-        &self,
-        ctx: &RequestContext,
-        req: NewImage,
-        src: &Path,
-    ) -> Result<String, Error> {
+    async fn create_queued(&self, ctx: &RequestContext, req: NewImage) -> Result<String, Error> {
         let req = himmel_image::NewImage {
             name: req.name,
             disk_format: req.disk_format,
             container_format: req.container_format,
             properties: req.properties,
         };
-        himmel_image::ImageService::create_from_file(self, ctx, req, src).await
+        himmel_image::ImageService::create_queued(self, ctx, req).await
+    }
+
+    async fn fill_from_file(&self, image_id: &str, src: &Path) -> Result<(), Error> {
+        himmel_image::ImageService::fill_from_file(self, image_id, src).await
     }
 
     async fn list_images(&self, ctx: &RequestContext) -> Result<Vec<ImageInfo>, Error> {

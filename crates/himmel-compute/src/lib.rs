@@ -52,6 +52,9 @@ pub struct ComputeService {
     images: Option<Arc<dyn images::Images>>,
     hypervisor: Option<Arc<dyn host::Host>>,
     changes: Arc<Notify>,
+    /// Servers whose snapshot this process is taking (their `image_snapshot`
+    /// task state is live; after a restart it is stale).
+    snapshots: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl ComputeService {
@@ -63,6 +66,7 @@ impl ComputeService {
             images: None,
             hypervisor: None,
             changes: Arc::new(Notify::new()),
+            snapshots: Arc::default(),
         }
     }
 
@@ -96,6 +100,26 @@ impl ComputeService {
 
     pub fn images(&self) -> Option<&Arc<dyn images::Images>> {
         self.images.as_ref()
+    }
+
+    /// Marks (or unmarks) a snapshot of `server_id` as being taken here.
+    pub(crate) fn set_snapshotting(&self, server_id: &str, taking: bool) {
+        let mut set = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if taking {
+            set.insert(server_id.to_string());
+        } else {
+            set.remove(server_id);
+        }
+    }
+
+    pub(crate) fn is_snapshotting(&self, server_id: &str) -> bool {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(server_id)
     }
 
     pub(crate) fn changed(&self) {

@@ -125,6 +125,9 @@ async fn converge(
         }
         (VmState::Building, _) => build(s, config, server).await,
         (VmState::Error, _) => Ok(()),
+        // The snapshot task clears its own state; one a restart cut off is
+        // over (its image stays queued, as in Nova).
+        (_, Some("image_snapshot")) if s.is_snapshotting(&server.id) => Ok(()),
         (
             _,
             Some(

@@ -4,7 +4,7 @@
 //!
 //! Compute reads images through [`ImageService::image_for_boot`] and
 //! [`ImageService::copy_data_to`], and makes snapshots with
-//! [`ImageService::create_from_file`]; its image proxy (Nova's `/images`)
+//! [`ImageService::create_queued`] and [`ImageService::fill_from_file`]; its image proxy (Nova's `/images`)
 //! lists, shows, deletes and changes properties through [`proxy`].
 
 mod access;
@@ -181,6 +181,19 @@ impl ImageService {
         req: NewImage,
         src: &Path,
     ) -> Result<String, Error> {
+        let id = self.create_queued(ctx, req).await?;
+        self.fill_from_file(&id, src).await?;
+        Ok(id)
+    }
+
+    /// A new private image of ctx's project without data yet (`queued`), for
+    /// a snapshot still being taken; [`ImageService::fill_from_file`] gives
+    /// it its data.
+    pub async fn create_queued(
+        &self,
+        ctx: &RequestContext,
+        req: NewImage,
+    ) -> Result<String, Error> {
         let owner = ctx.project_id().ok_or_else(|| {
             Error::BadRequest("Creating an image needs a project-scoped token.".into())
         })?;
@@ -195,16 +208,25 @@ impl ImageService {
         image.container_format = Some(req.container_format);
         image.visibility = model::Visibility::Private;
         image.properties = req.properties;
-        let file = tokio::fs::File::open(src)
-            .await
-            .map_err(|e| Error::BadRequest(format!("cannot read {}: {e}", src.display())))?;
         store::insert(self.db(), &image).await?;
-        let result = self.upload_from_reader(&image.id, file).await;
-        if let Err(e) = result {
-            store::delete(self.db(), &image.id).await.ok();
-            return Err(e);
-        }
         Ok(image.id)
+    }
+
+    /// Uploads `src` as the data of the queued image `image_id`, which then
+    /// becomes active. On failure the image is deleted: a snapshot that
+    /// could not be stored leaves nothing behind.
+    pub async fn fill_from_file(&self, image_id: &str, src: &Path) -> Result<(), Error> {
+        let result = match tokio::fs::File::open(src).await {
+            Ok(file) => self.upload_from_reader(image_id, file).await,
+            Err(e) => Err(Error::BadRequest(format!(
+                "cannot read {}: {e}",
+                src.display()
+            ))),
+        };
+        if result.is_err() {
+            store::delete(self.db(), image_id).await.ok();
+        }
+        result
     }
 
     /// The image if `ctx` may see it, else NotFound.

@@ -20,9 +20,12 @@ pub use himmel_testkit::{Base, Engine, Member};
 #[derive(Default)]
 pub struct FakeImages {
     pub stored: std::sync::Mutex<Vec<FakeImage>>,
-    /// What createImage stored: (id, request, data).
-    pub created: std::sync::Mutex<Vec<(String, himmel_compute::images::NewImage, Vec<u8>)>>,
+    /// What createImage and createBackup queued.
+    pub created: std::sync::Mutex<Vec<Queued>>,
 }
+
+/// A queued image: (id, request, data once stored).
+pub type Queued = (String, himmel_compute::images::NewImage, Option<Vec<u8>>);
 
 #[derive(Debug, Clone)]
 pub struct FakeImage {
@@ -149,22 +152,40 @@ impl himmel_compute::images::Images for FakeImages {
         std::fs::write(dest, format!("data of {image_id}")).map_err(himmel_core::Error::internal)
     }
 
-    async fn create_from_file(
+    async fn create_queued(
         &self,
         ctx: &himmel_core::RequestContext,
         req: himmel_compute::images::NewImage,
-        src: &std::path::Path,
     ) -> Result<String, himmel_core::Error> {
-        let data = std::fs::read(src).map_err(himmel_core::Error::internal)?;
         let properties: Vec<(&str, &str)> = req
             .properties
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let owner = ctx.project_id().unwrap_or_default();
-        let id = self.add(owner, &req.name, "active", false, &properties);
-        self.created.lock().unwrap().push((id.clone(), req, data));
+        let id = self.add(owner, &req.name, "queued", false, &properties);
+        self.created.lock().unwrap().push((id.clone(), req, None));
         Ok(id)
+    }
+
+    async fn fill_from_file(
+        &self,
+        image_id: &str,
+        src: &std::path::Path,
+    ) -> Result<(), himmel_core::Error> {
+        let data = std::fs::read(src).map_err(himmel_core::Error::internal)?;
+        let mut stored = self.stored.lock().unwrap();
+        let image = stored
+            .iter_mut()
+            .find(|i| i.info.id == image_id)
+            .ok_or_else(|| himmel_core::Error::NotFound(format!("No image {image_id}")))?;
+        image.info.status = "active".into();
+        image.info.size = Some(data.len() as u64);
+        let mut created = self.created.lock().unwrap();
+        if let Some(entry) = created.iter_mut().find(|(id, _, _)| id == image_id) {
+            entry.2 = Some(data);
+        }
+        Ok(())
     }
 
     async fn list_images(
