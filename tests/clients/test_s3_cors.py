@@ -57,9 +57,11 @@ def test_cors_rules_round_trip(shared, region, unique):
     assert error_of(bare.put_bucket_cors, Bucket=bucket, CORSConfiguration={"CORSRules": RULES[1:]}) == (
         400, "InvalidRequest")
     assert len(s3.get_bucket_cors(Bucket=bucket)["CORSRules"]) == 2
-    # another project may not change them (it reads them, as everything
-    # else of this public-read bucket)
+    # another project may neither change nor read them: public-read opens
+    # the objects and their listing, not the bucket's configuration
     other = client(s3_tenant(region, f"{unique}o"))
+    assert error_of(other.get_bucket_cors, Bucket=bucket) == (403, "AccessDenied")
+    assert other.list_objects_v2(Bucket=bucket)["KeyCount"] >= 1
     assert error_of(other.put_bucket_cors, Bucket=bucket, CORSConfiguration={"CORSRules": RULES[1:]}) == (
         403, "AccessDenied")
     assert error_of(other.delete_bucket_cors, Bucket=bucket) == (403, "AccessDenied")

@@ -3,7 +3,8 @@
 //! * The bucket's own project: `reader` reads (get, head, list), `member`
 //!   (and the roles implying it) also writes and configures.
 //! * Everyone else, signed or anonymous: only what the bucket's canned ACL
-//!   `public-read` grants (listing the bucket and reading its objects).
+//!   `public-read` grants (listing the bucket and reading its objects, not
+//!   reading its configuration).
 //!
 //! A bucket policy ([`crate::bucket_policy`]) comes first: its explicit
 //! Deny refuses, its Allow grants, otherwise the rules above decide.
@@ -23,6 +24,10 @@ use crate::store::Bucket;
 pub enum Need {
     /// Read objects or list them.
     Read,
+    /// Read the bucket's configuration (location, versioning, encryption,
+    /// tags, lock configuration, CORS): the owner's, never granted by
+    /// `public-read`, as in S3.
+    ReadConfig,
     /// Write or delete objects.
     Write,
     /// Change the bucket itself or its configuration.
@@ -34,7 +39,7 @@ pub fn allowed(caller: Option<&Caller>, bucket: &Bucket, need: Need) -> bool {
     if let Some(c) = caller {
         if c.project_id == bucket.project_id {
             return match need {
-                Need::Read => c.has_role("reader") || c.has_role("member"),
+                Need::Read | Need::ReadConfig => c.has_role("reader") || c.has_role("member"),
                 Need::Write | Need::Configure => c.has_role("member"),
             };
         }
@@ -67,16 +72,16 @@ pub fn decide(
 /// ask for exactly this; a copy also needs Read on its source).
 pub const OPERATIONS: &[(&str, Need)] = &[
     ("HeadBucket", Need::Read),
-    ("GetBucketLocation", Need::Read),
+    ("GetBucketLocation", Need::ReadConfig),
     ("ListObjects", Need::Read),
     ("ListObjectsV2", Need::Read),
     ("ListObjectVersions", Need::Read),
     ("ListMultipartUploads", Need::Read),
-    ("GetBucketVersioning", Need::Read),
-    ("GetBucketEncryption", Need::Read),
-    ("GetBucketTagging", Need::Read),
-    ("GetObjectLockConfiguration", Need::Read),
-    ("GetBucketCors", Need::Read),
+    ("GetBucketVersioning", Need::ReadConfig),
+    ("GetBucketEncryption", Need::ReadConfig),
+    ("GetBucketTagging", Need::ReadConfig),
+    ("GetObjectLockConfiguration", Need::ReadConfig),
+    ("GetBucketCors", Need::ReadConfig),
     ("PutBucketVersioning", Need::Configure),
     ("PutBucketEncryption", Need::Configure),
     ("DeleteBucketEncryption", Need::Configure),

@@ -161,7 +161,7 @@ pub async fn location(
     s: &ObjectStore,
     req: S3Request<GetBucketLocationInput>,
 ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-    s.bucket(&req, &req.input.bucket, Need::Read).await?;
+    s.bucket(&req, &req.input.bucket, Need::ReadConfig).await?;
     Ok(S3Response::new(GetBucketLocationOutput {
         location_constraint: Some(BucketLocationConstraint::from(s.region().to_string())),
     }))
@@ -171,7 +171,7 @@ pub async fn get_versioning(
     s: &ObjectStore,
     req: S3Request<GetBucketVersioningInput>,
 ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-    let b = s.bucket(&req, &req.input.bucket, Need::Read).await?;
+    let b = s.bucket(&req, &req.input.bucket, Need::ReadConfig).await?;
     Ok(S3Response::new(GetBucketVersioningOutput {
         status: (!b.versioning.is_empty()).then(|| BucketVersioningStatus::from(b.versioning)),
         mfa_delete: None,
@@ -216,7 +216,7 @@ pub async fn get_encryption(
     s: &ObjectStore,
     req: S3Request<GetBucketEncryptionInput>,
 ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
-    let b = s.bucket(&req, &req.input.bucket, Need::Read).await?;
+    let b = s.bucket(&req, &req.input.bucket, Need::ReadConfig).await?;
     // Every object is encrypted; without another choice, under the project
     // key (SSE-S3).
     let (algorithm, key_id) = match b.config.encryption {
@@ -341,7 +341,7 @@ pub async fn get_tagging(
     s: &ObjectStore,
     req: S3Request<GetBucketTaggingInput>,
 ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-    let b = s.bucket(&req, &req.input.bucket, Need::Read).await?;
+    let b = s.bucket(&req, &req.input.bucket, Need::ReadConfig).await?;
     let Some(tags) = b.config.tags else {
         return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
     };

@@ -56,7 +56,7 @@ pub async fn get(
     s: &ObjectStore,
     req: S3Request<GetBucketCorsInput>,
 ) -> S3Result<S3Response<GetBucketCorsOutput>> {
-    let bucket = s.bucket(&req, &req.input.bucket, Need::Read).await?;
+    let bucket = s.bucket(&req, &req.input.bucket, Need::ReadConfig).await?;
     let rules = cors_store::get(s.db(), &bucket.id)
         .await
         .map_err(db_error)?

@@ -61,7 +61,7 @@ pub async fn get_configuration(
     s: &ObjectStore,
     req: S3Request<GetObjectLockConfigurationInput>,
 ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
-    let b = s.bucket(&req, &req.input.bucket, Need::Read).await?;
+    let b = s.bucket(&req, &req.input.bucket, Need::ReadConfig).await?;
     if !b.object_lock {
         return Err(s3_error!(
             ObjectLockConfigurationNotFoundError,
