@@ -890,6 +890,55 @@ async fn slaac_ports_get_their_autoconfigured_address(r: Region) {
                     "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}),
     )
     .await;
+
+    // Beside a stateful subnet (and an IPv4 one), a new port gets an address
+    // from each: its autoconfigured one and one of each stateful subnet, as in
+    // Neutron.
+    let stateful = r
+        .create(
+            &m.token,
+            "subnets",
+            "subnet",
+            json!({"network_id": net["id"], "cidr": "2001:db8:8::/64", "ip_version": 6,
+                        "ipv6_address_mode": "dhcpv6-stateful"}),
+        )
+        .await;
+    let v4 = r
+        .create(
+            &m.token,
+            "subnets",
+            "subnet",
+            json!({"network_id": net["id"], "cidr": "10.9.0.0/24", "ip_version": 4}),
+        )
+        .await;
+    let port = r
+        .create(
+            &m.token,
+            "ports",
+            "port",
+            json!({"network_id": net["id"], "mac_address": "fa:16:3e:00:00:2b"}),
+        )
+        .await;
+    let mut subnets: Vec<&str> = port["fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["subnet_id"].as_str().unwrap())
+        .collect();
+    subnets.sort_unstable();
+    let slaac_id = port["fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["ip_address"] == "2001:db8:7:0:f816:3eff:fe00:2b");
+    assert!(slaac_id.is_some(), "the autoconfigured address: {port}");
+    let mut want = vec![
+        slaac_id.unwrap()["subnet_id"].as_str().unwrap(),
+        stateful["id"].as_str().unwrap(),
+        v4["id"].as_str().unwrap(),
+    ];
+    want.sort_unstable();
+    assert_eq!(subnets, want, "{port}");
 }
 on_both_engines!(slaac, slaac_ports_get_their_autoconfigured_address);
 

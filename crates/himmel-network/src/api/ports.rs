@@ -190,9 +190,21 @@ async fn show(
     ))
 }
 
-/// Takes addresses for `owner` on `network`: those asked for, or one from
-/// the first subnet of each IP version that has a free address. `mac` is
-/// the port's, for IPv6 autoconfiguration (none for floating IPs).
+/// Takes addresses for `owner` on `network`: those asked for, or, as
+/// Neutron does, one from the first IPv4 subnet and one from the first
+/// stateful IPv6 subnet that have a free address, and the autoconfigured
+/// one of every SLAAC or DHCPv6-stateless subnet. `mac` is the port's, for
+/// IPv6 autoconfiguration (none for floating IPs).
+/// An IPv6 subnet whose hosts pick their own address (SLAAC, DHCPv6
+/// stateless).
+fn autoconfigured(subnet: &Subnet) -> bool {
+    subnet.ip_version == 6
+        && matches!(
+            subnet.ipv6_address_mode.as_deref(),
+            Some("slaac") | Some("dhcpv6-stateless")
+        )
+}
+
 pub async fn allocate(
     conn: &mut AnyConnection,
     network: &Network,
@@ -204,9 +216,22 @@ pub async fn allocate(
     let net_id = &network.meta.id;
     let mut out = Vec::new();
     let Some(requested) = requested else {
+        if mac.is_some() {
+            for sub in subnets.iter().filter(|s| autoconfigured(s)) {
+                if let Some(ip) = ipam::take_for_port(conn, sub, owner_id, mac).await? {
+                    out.push(FixedIp {
+                        subnet_id: sub.meta.id.clone(),
+                        ip_address: ip.to_string(),
+                    });
+                }
+            }
+        }
         for version in [4, 6] {
-            let candidates: Vec<&Subnet> =
-                subnets.iter().filter(|s| s.ip_version == version).collect();
+            let candidates: Vec<&Subnet> = subnets
+                .iter()
+                .filter(|s| s.ip_version == version)
+                .filter(|s| mac.is_none() || !autoconfigured(s))
+                .collect();
             if candidates.is_empty() {
                 continue;
             }
