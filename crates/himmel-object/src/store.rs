@@ -173,7 +173,19 @@ pub struct ObjectRow {
     pub lock_mode: String,
     pub lock_until: i64,
     pub legal_hold: bool,
+    /// A small object's sealed data ([`crate::inline`]), empty when the
+    /// data is in `segments`. It rides with the row through the commit, so
+    /// data and version become durable and visible together.
+    pub inline: Vec<u8>,
 }
+
+/// Every column of `s3_objects` but `inline_data`: listings, and the rows a
+/// write replaces or removes, never need a small object's data, and
+/// leaving it out keeps those queries from reading it (PostgreSQL keeps
+/// it out of line; in SQLite it is the last column).
+const ROW_COLUMNS: &str = "id, bucket_id, object_key, sort_key, version_id, is_latest, \
+     delete_marker, size, etag, last_modified, segments, meta, sse, sse_key_id, sse_key_hash, tags, \
+     lock_mode, lock_until, legal_hold, legal_hold_applied, created_at";
 
 impl ObjectRow {
     fn from_row(row: &AnyRow) -> ObjectRow {
@@ -199,6 +211,26 @@ impl ObjectRow {
             lock_mode: s(row, "lock_mode"),
             lock_until: i(row, "lock_until"),
             legal_hold: i(row, "legal_hold") != 0,
+            // Absent from ROW_COLUMNS queries: then the row reads as if
+            // its data were in files, which those callers never look at.
+            inline: base64::engine::general_purpose::STANDARD
+                .decode(s(row, "inline_data"))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether the data is sealed into the row rather than in files.
+    pub fn is_inline(&self) -> bool {
+        !self.inline.is_empty()
+    }
+
+    /// The plaintext size of each part: one per segment, or the whole
+    /// object when it is stored inline.
+    pub fn part_sizes(&self) -> Vec<u64> {
+        if self.is_inline() {
+            vec![self.size]
+        } else {
+            self.segments.iter().map(|(_, size)| *size).collect()
         }
     }
 
@@ -212,8 +244,8 @@ async fn insert_object(tx: &mut Tx, o: &ObjectRow) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO s3_objects (id, bucket_id, object_key, sort_key, version_id, is_latest, delete_marker, \
          size, etag, last_modified, segments, meta, sse, sse_key_id, sse_key_hash, tags, lock_mode, lock_until, \
-         legal_hold, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         legal_hold, created_at, inline_data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(&o.id)
     .bind(&o.bucket_id)
@@ -235,6 +267,7 @@ async fn insert_object(tx: &mut Tx, o: &ObjectRow) -> DbResult<()> {
     .bind(o.lock_until)
     .bind(himmel_db::b(o.legal_hold))
     .bind(now_us())
+    .bind(base64::engine::general_purpose::STANDARD.encode(&o.inline))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -252,10 +285,10 @@ pub async fn put_object(db: &Db, o: &ObjectRow) -> DbResult<Vec<ObjectRow>> {
 
 pub async fn put_object_in(tx: &mut Tx, o: &ObjectRow) -> DbResult<Vec<ObjectRow>> {
     let sk = sort_key(&o.key);
-    let replaced: Vec<ObjectRow> = sqlx::query(
+    let replaced: Vec<ObjectRow> = sqlx::query(&format!(
         "DELETE FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3 \
-         RETURNING *",
-    )
+         RETURNING {ROW_COLUMNS}"
+    ))
     .bind(&o.bucket_id)
     .bind(&sk)
     .bind(&o.version_id)
@@ -313,9 +346,9 @@ pub async fn delete_version(
 ) -> DbResult<Option<ObjectRow>> {
     let mut tx = db.begin_write().await?;
     let sk = sort_key(key);
-    let row = sqlx::query(
-        "SELECT * FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {ROW_COLUMNS} FROM s3_objects WHERE bucket_id = $1 AND sort_key = $2 AND version_id = $3"
+    ))
     .bind(bucket_id)
     .bind(&sk)
     .bind(version_id)
@@ -359,10 +392,10 @@ pub async fn list_latest(
     upper: &str,
     limit: i64,
 ) -> DbResult<Vec<ObjectRow>> {
-    let rows = sqlx::query(
-        "SELECT * FROM s3_objects WHERE bucket_id = $1 AND is_latest = 1 AND delete_marker = 0 \
-         AND sort_key > $2 AND sort_key >= $3 AND sort_key < $4 ORDER BY sort_key LIMIT $5",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {ROW_COLUMNS} FROM s3_objects WHERE bucket_id = $1 AND is_latest = 1 AND delete_marker = 0 \
+         AND sort_key > $2 AND sort_key >= $3 AND sort_key < $4 ORDER BY sort_key LIMIT $5"
+    ))
     .bind(bucket_id)
     .bind(after)
     .bind(lower)
@@ -383,11 +416,11 @@ pub async fn list_versions(
     upper: &str,
     limit: i64,
 ) -> DbResult<Vec<ObjectRow>> {
-    let rows = sqlx::query(
-        "SELECT * FROM s3_objects WHERE bucket_id = $1 \
+    let rows = sqlx::query(&format!(
+        "SELECT {ROW_COLUMNS} FROM s3_objects WHERE bucket_id = $1 \
          AND sort_key >= $2 AND sort_key >= $3 AND sort_key < $4 \
-         ORDER BY sort_key, created_at DESC, id DESC LIMIT $5",
-    )
+         ORDER BY sort_key, created_at DESC, id DESC LIMIT $5"
+    ))
     .bind(bucket_id)
     .bind(from)
     .bind(lower)
