@@ -227,7 +227,12 @@ impl ObjectStore {
 
 pub(crate) fn kms_error(e: himmel_kms::KmsError) -> s3s::S3Error {
     tracing::error!(error = %e, "key hierarchy");
-    s3_error!(ServiceUnavailable, "The project's keys are not available.")
+    match e {
+        // Stored data (or its wrapped key) failed its integrity check:
+        // damaged or moved, not a key hierarchy that is away for a while.
+        himmel_kms::KmsError::Corrupted(_) => s3_error!(InternalError),
+        _ => s3_error!(ServiceUnavailable, "The project's keys are not available."),
+    }
 }
 
 #[cfg(test)]
