@@ -1,6 +1,8 @@
 """`kill -9` during concurrent uploads: after a restart every acknowledged
 object reads back byte-identical, nothing half-written is visible, and the
-files of unfinished uploads are gone."""
+files of unfinished uploads are gone. Half the uploaders send small objects
+(stored inline, in the metadata row) and half large ones (stored in files),
+so the kill lands in both write paths."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import threading
 import time
 
 from test_s3 import client, s3_endpoint, s3_tenant
+
+# Objects up to this size are stored inline (crates/himmel-object/src/inline.rs).
+INLINE_MAX = 64 * 1024
 
 
 def test_kill_during_uploads_keeps_acknowledged_objects(new_region, unique):
@@ -30,7 +35,8 @@ def test_kill_during_uploads_keeps_acknowledged_objects(new_region, unique):
         i = 0
         while not stop.is_set():
             key = f"w{n}/obj{i}"
-            body = os.urandom(256 * 1024 + i * 4096)
+            size = 1 + (i * 7919) % INLINE_MAX if n % 2 else 256 * 1024 + i * 4096
+            body = os.urandom(size)
             with lock:
                 sent[key] = hashlib.md5(body).hexdigest()
             try:
@@ -70,4 +76,6 @@ def test_kill_during_uploads_keeps_acknowledged_objects(new_region, unique):
     objects = region.data_dir / "objects"
     assert os.listdir(objects / "tmp") == []
     files = [f for shard in objects.iterdir() if shard.name != "tmp" for f in shard.iterdir()]
-    assert len(files) == len(visible), "data files of unfinished uploads were not removed"
+    in_files = [k for k, o in visible.items() if o["Size"] > INLINE_MAX]
+    assert len(files) == len(in_files), "data files of unfinished uploads were not removed"
+    assert len(in_files) < len(visible), "no small object was stored before the kill"

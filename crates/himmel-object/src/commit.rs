@@ -80,10 +80,7 @@ async fn write_batches(db: Db, mut incoming: mpsc::Receiver<(ObjectRow, Reply)>)
 
 async fn commit_together(db: &Db, rows: &[&ObjectRow]) -> DbResult<Vec<Vec<ObjectRow>>> {
     let mut tx = db.begin_write().await?;
-    let mut replaced = Vec::with_capacity(rows.len());
-    for row in rows {
-        replaced.push(store::put_object_in(&mut tx, row).await?);
-    }
+    let replaced = store::put_objects_in(&mut tx, rows).await?;
     tx.commit().await?;
     Ok(replaced)
 }
@@ -140,6 +137,63 @@ mod tests {
             latest.insert(row.id);
         }
         assert_eq!(latest.len(), 8);
+    }
+
+    /// One batch that names a key twice, with "null" versions (each
+    /// replaces the one before) and a versioned one: the same outcome as
+    /// one version at a time.
+    async fn a_batch_acts_as_its_versions_one_by_one(db: Db) {
+        let null = |key: &str, n: usize| version(key, n);
+        let versioned = ObjectRow {
+            version_id: "v9".into(),
+            ..version("a", 9)
+        };
+        let first = null("a", 1);
+        store::put_object(&db, &first).await.unwrap();
+        let batch = [null("a", 2), null("b", 3), versioned.clone(), null("a", 4)];
+        let rows: Vec<&ObjectRow> = batch.iter().collect();
+        let mut tx = db.begin_write().await.unwrap();
+        let replaced = store::put_objects_in(&mut tx, &rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let ids = |rs: &Vec<ObjectRow>| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            replaced.iter().map(ids).collect::<Vec<_>>(),
+            vec![
+                vec!["a-1".to_string()],
+                vec![],
+                vec![],
+                vec!["a-2".to_string()],
+            ]
+        );
+        let latest = store::get_latest(&db, "b", "a").await.unwrap().unwrap();
+        assert_eq!(latest.id, "a-4");
+        assert!(store::get_version(&db, "b", "a", "v9")
+            .await
+            .unwrap()
+            .is_some_and(|r| !r.is_latest));
+        assert_eq!(
+            store::get_latest(&db, "b", "b").await.unwrap().unwrap().id,
+            "b-3"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_acts_as_its_versions_one_by_one_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/state.db", dir.path().display()))
+            .await
+            .unwrap();
+        a_batch_acts_as_its_versions_one_by_one(db).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_acts_as_its_versions_one_by_one_on_postgres() {
+        let Ok(base) = std::env::var("HIMMEL_TEST_POSTGRES") else {
+            eprintln!("skipped: HIMMEL_TEST_POSTGRES is not set");
+            return;
+        };
+        a_batch_acts_as_its_versions_one_by_one(himmel_db::testing::fresh_postgres(&base).await)
+            .await;
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! S3 object storage: the S3 API (on the `s3s` crate) over an engine that
-//! keeps metadata in the state store and data in chunk-encrypted files.
+//! keeps metadata in the state store and data in chunk-encrypted files, or
+//! for small objects sealed into the metadata row ([`inline`]).
 //!
 //! Authentication uses Keystone EC2 credentials ([`auth`]); buckets belong
 //! to projects ([`policy`]); every object is encrypted under a data key of
@@ -14,6 +15,7 @@ pub mod catalog;
 mod commit;
 pub mod cors;
 pub mod engine;
+mod inline;
 mod list;
 pub mod lock;
 mod meta;

@@ -133,8 +133,9 @@ pub fn check_customer_key<'a>(
     }
 }
 
-/// What a wrapped data key is bound to: its segment, and for SSE-KMS the
-/// secret, so a wrapped key cannot be opened as another secret's.
+/// What a wrapped data key is bound to: its segment (or inline object),
+/// and for SSE-KMS the secret, so a wrapped key cannot be opened as another
+/// secret's.
 fn customer_context(file_id: &str, key: &CustomerKey) -> Vec<u8> {
     match &key.kms_key_id {
         None => format!("s3-sse-c/{file_id}").into_bytes(),
@@ -143,7 +144,8 @@ fn customer_context(file_id: &str, key: &CustomerKey) -> Vec<u8> {
 }
 
 impl ObjectStore {
-    /// A fresh data key for segment `file_id` and its wrapped form.
+    /// A fresh data key for segment `file_id` (or an inline object's
+    /// identity) and its wrapped form.
     pub(crate) async fn segment_key(
         &self,
         project_id: &str,
@@ -186,14 +188,28 @@ impl ObjectStore {
             tracing::error!(file = %file_id, error = %e, "reading an object segment");
             s3_error!(InternalError)
         })?;
+        self.open_data_key(project_id, file_id, kind, &wrapped, customer)
+            .await
+    }
+
+    /// Opens a data key stored as `wrapped` for `identity` (a segment's
+    /// file id, or the identity of an inline object).
+    pub(crate) async fn open_data_key(
+        &self,
+        project_id: &str,
+        identity: &str,
+        kind: KeyKind,
+        wrapped: &[u8],
+        customer: Option<&CustomerKey>,
+    ) -> S3Result<Key> {
         match (kind, customer) {
             (KeyKind::Project, _) => self
                 .keyring()
-                .open_data_key(project_id, file_id.as_bytes(), &wrapped)
+                .open_data_key(project_id, identity.as_bytes(), wrapped)
                 .await
                 .map_err(kms_error),
             (KeyKind::Customer, Some(c)) => {
-                unwrap_key(&c.key, &wrapped, &customer_context(file_id, c)).map_err(|_| {
+                unwrap_key(&c.key, wrapped, &customer_context(identity, c)).map_err(|_| {
                     s3_error!(
                         AccessDenied,
                         "The provided customer key does not open this object."
@@ -211,7 +227,12 @@ impl ObjectStore {
 
 pub(crate) fn kms_error(e: himmel_kms::KmsError) -> s3s::S3Error {
     tracing::error!(error = %e, "key hierarchy");
-    s3_error!(ServiceUnavailable, "The project's keys are not available.")
+    match e {
+        // Stored data (or its wrapped key) failed its integrity check:
+        // damaged or moved, not a key hierarchy that is away for a while.
+        himmel_kms::KmsError::Corrupted(_) => s3_error!(InternalError),
+        _ => s3_error!(ServiceUnavailable, "The project's keys are not available."),
+    }
 }
 
 #[cfg(test)]

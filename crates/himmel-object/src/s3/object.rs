@@ -2,7 +2,8 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use futures::Stream;
+use futures::future::Either;
+use futures::{Stream, StreamExt as _};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -11,6 +12,7 @@ use super::bucket::{check_tags, tag_set};
 use super::{db_error, engine_error, timestamp, unix_seconds};
 use crate::auth::Caller;
 use crate::engine::{Engine, Staged, Written};
+use crate::inline;
 use crate::lock;
 use crate::meta::{format_expires, parse_expires, ObjectMeta};
 use crate::policy::{self, Need};
@@ -149,6 +151,44 @@ impl ObjectStore {
             .map_err(engine_error)
     }
 
+    /// Encrypts the body of the new version `object_id`: sealed for its
+    /// row when it turns out small ([`inline::INLINE_MAX`]), else into a
+    /// staged segment file as [`ObjectStore::ingest`] does.
+    pub(crate) async fn ingest_object<S, E>(
+        &self,
+        project_id: &str,
+        object_id: &str,
+        customer: Option<&CustomerKey>,
+        mut body: S,
+        max_size: u64,
+        hasher: ChecksumHasher,
+    ) -> S3Result<(Stored, Written)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        match inline::gather(&mut body, max_size)
+            .await
+            .map_err(engine_error)?
+        {
+            inline::Gathered::Small(plain) => {
+                let written = inline::measure(&plain, hasher);
+                let key = self
+                    .segment_key(project_id, &inline::identity(object_id), customer)
+                    .await?;
+                let sealed = inline::seal(&key, object_id, &plain);
+                Ok((Stored::Inline(sealed), written))
+            }
+            inline::Gathered::Large(head) => {
+                let body = futures::stream::iter(head.into_iter().map(Ok)).chain(body);
+                let (staged, written) = self
+                    .ingest(project_id, customer, body, max_size, hasher)
+                    .await?;
+                Ok((Stored::File(staged), written))
+            }
+        }
+    }
+
     /// The version `version_id` (or the latest) of `key`, not a delete
     /// marker.
     pub(crate) async fn load_object(
@@ -191,6 +231,12 @@ impl ObjectStore {
         customer: Option<&CustomerKey>,
         range: std::ops::Range<u64>,
     ) -> S3Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static> {
+        if row.is_inline() {
+            let plain = Bytes::from(self.open_inline(project_id, row, customer).await?);
+            let end = (range.end as usize).min(plain.len());
+            let piece = plain.slice((range.start as usize).min(end)..end);
+            return Ok(Either::Left(futures::stream::iter([Ok(piece)])));
+        }
         let mut segments = Vec::new();
         let mut start = 0u64;
         for (file_id, size) in &row.segments {
@@ -206,7 +252,31 @@ impl ObjectStore {
                 segments.push((file_id.clone(), *size, himmel_kms::Key::from_bytes([0; 32])));
             }
         }
-        Ok(self.engine().read(segments, range))
+        Ok(Either::Right(self.engine().read(segments, range)))
+    }
+
+    /// The plaintext of an inline object.
+    async fn open_inline(
+        &self,
+        project_id: &str,
+        row: &ObjectRow,
+        customer: Option<&CustomerKey>,
+    ) -> S3Result<Vec<u8>> {
+        let damaged = |e: crate::engine::EngineError| {
+            tracing::error!(object = %row.id, error = %e, "opening inline object data");
+            s3_error!(InternalError)
+        };
+        let sealed = inline::parse(&row.inline).map_err(damaged)?;
+        let key = self
+            .open_data_key(
+                project_id,
+                &inline::identity(&row.id),
+                sealed.kind,
+                sealed.wrapped,
+                customer,
+            )
+            .await?;
+        sealed.open(&key, &row.id).map_err(damaged)
     }
 
     /// Makes a new object version live; removes the data it replaced.
@@ -222,6 +292,33 @@ impl ObjectStore {
             self.engine().remove(&old.file_ids()).await;
         }
         Ok(())
+    }
+}
+
+/// Where a new version's data went.
+pub(crate) enum Stored {
+    /// A segment file, durable already; the row names it.
+    File(Staged),
+    /// Sealed bytes that go into the row itself.
+    Inline(Vec<u8>),
+}
+
+impl Stored {
+    /// Keeps the data for the row about to be committed; returns the
+    /// row's (segments, inline data).
+    pub(crate) async fn keep(
+        self,
+        s: &ObjectStore,
+        size: u64,
+    ) -> S3Result<(Vec<(String, u64)>, Vec<u8>)> {
+        match self {
+            Stored::File(staged) => {
+                let file_id = staged.file_id.clone();
+                s.engine().publish(staged).await.map_err(engine_error)?;
+                Ok((vec![(file_id, size)], Vec::new()))
+            }
+            Stored::Inline(sealed) => Ok((Vec::new(), sealed)),
+        }
     }
 }
 
@@ -378,9 +475,12 @@ pub async fn put(
         .take()
         .map(futures::StreamExt::boxed)
         .unwrap_or_else(|| futures::StreamExt::boxed(futures::stream::empty()));
-    let (staged, written) = s
-        .ingest(
+    // The version's id comes first: inline data is sealed bound to it.
+    let id = uuid::Uuid::new_v4().to_string();
+    let (stored, written) = s
+        .ingest_object(
             &bucket.project_id,
+            &id,
             enc.key.as_ref(),
             body,
             MAX_PUT_SIZE,
@@ -398,10 +498,8 @@ pub async fn put(
     check_content_md5(input.content_md5.as_deref(), &written.md5)?;
     expected.add_trailers(req.trailing_headers.as_ref());
     let checksum = expected.verify(&written.checksum)?;
-    let file_id = staged.file_id.clone();
-    s.engine().publish(staged).await.map_err(engine_error)?;
+    let (segments, inline) = stored.keep(s, written.size).await?;
 
-    let id = uuid::Uuid::new_v4().to_string();
     let meta = ObjectMeta {
         user: input
             .metadata
@@ -434,13 +532,14 @@ pub async fn put(
         size: written.size,
         etag: hex::encode(written.md5),
         last_modified: store::now_us(),
-        segments: vec![(file_id, written.size)],
+        segments,
         sse: enc.sse.clone(),
         sse_key_id: enc.kms_key_id.clone(),
         sse_key_hash: enc.key_hash.clone(),
         lock_mode: lock.mode,
         lock_until: lock.until,
         legal_hold: lock.legal_hold,
+        inline,
     };
     s.commit_object(&row).await?;
     let mut out = PutObjectOutput {
@@ -535,14 +634,15 @@ fn selected_range(
                 "Cannot specify both Range header and partNumber query parameter."
             ));
         }
+        let parts = row.part_sizes();
         let idx = usize::try_from(n - 1)
             .ok()
-            .filter(|i| *i < row.segments.len())
+            .filter(|i| *i < parts.len())
             .ok_or_else(|| {
                 s3_error!(InvalidRange, "The requested partnumber is not satisfiable")
             })?;
-        let start: u64 = row.segments[..idx].iter().map(|(_, s)| s).sum();
-        return Ok(Some(start..start + row.segments[idx].1));
+        let start: u64 = parts[..idx].iter().sum();
+        return Ok(Some(start..start + parts[idx]));
     }
     match range {
         None => Ok(None),
@@ -1017,17 +1117,18 @@ pub async fn copy(
             0..src.size,
         )
         .await?;
-    let (staged, written) = s
-        .ingest(
+    let id = uuid::Uuid::new_v4().to_string();
+    let (stored, written) = s
+        .ingest_object(
             &dest_bucket.project_id,
+            &id,
             enc.key.as_ref(),
             Box::pin(body),
             MAX_PUT_SIZE,
             ChecksumHasher::default(),
         )
         .await?;
-    let file_id = staged.file_id.clone();
-    s.engine().publish(staged).await.map_err(engine_error)?;
+    let (segments, inline) = stored.keep(s, written.size).await?;
     let meta = if replace {
         ObjectMeta {
             user: input
@@ -1062,7 +1163,6 @@ pub async fn copy(
                 .await?
         }
     };
-    let id = uuid::Uuid::new_v4().to_string();
     let row = ObjectRow {
         meta: s.seal_meta(&dest_bucket.project_id, &id, &meta).await?,
         tags: s.seal_tags(&dest_bucket.project_id, &id, &tags).await?,
@@ -1074,13 +1174,14 @@ pub async fn copy(
         size: written.size,
         etag: hex::encode(written.md5),
         last_modified: store::now_us(),
-        segments: vec![(file_id, written.size)],
+        segments,
         sse: enc.sse.clone(),
         sse_key_id: enc.kms_key_id.clone(),
         sse_key_hash: enc.key_hash.clone(),
         lock_mode: lock.mode,
         lock_until: lock.until,
         legal_hold: lock.legal_hold,
+        inline,
         ..Default::default()
     };
     s.commit_object(&row).await?;
