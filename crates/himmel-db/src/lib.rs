@@ -124,11 +124,17 @@ impl Db {
 
     /// Begins a transaction that will write.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let guard = match self.engine {
-            Engine::Sqlite => Some(self.write_lock.clone().lock_owned().await),
-            Engine::Postgres => None,
+        let (guard, tx) = match self.engine {
+            // IMMEDIATE takes SQLite's write lock at once: a transaction that
+            // read first and then wrote would fail at once ("database is
+            // locked") whenever a write from outside this lock committed in
+            // between, where waiting for the lock is what we want.
+            Engine::Sqlite => {
+                let guard = self.write_lock.clone().lock_owned().await;
+                (Some(guard), self.pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            Engine::Postgres => (None, self.pool.begin().await?),
         };
-        let tx = self.pool.begin().await?;
         Ok(WriteTx { tx, _guard: guard })
     }
 }
