@@ -40,7 +40,7 @@ pub async fn create_image(
     name: String,
     requested: BTreeMap<String, String>,
 ) -> Result<String, Error> {
-    start(s, ctx, server, name, requested, None).await
+    start(s, ctx, server, name, requested, None, "createImage").await
 }
 
 /// createBackup: a snapshot with `image_type=backup` and `backup_type`;
@@ -63,7 +63,16 @@ pub async fn create_backup(
         backup_type: backup_type.to_string(),
         keep: usize::try_from(rotation).unwrap_or(usize::MAX),
     };
-    start(s, ctx, server, name, properties, Some(rotation)).await
+    start(
+        s,
+        ctx,
+        server,
+        name,
+        properties,
+        Some(rotation),
+        "createBackup",
+    )
+    .await
 }
 
 /// Which backups survive a createBackup.
@@ -79,6 +88,7 @@ async fn start(
     name: String,
     requested: BTreeMap<String, String>,
     rotation: Option<Rotation>,
+    action: &str,
 ) -> Result<String, Error> {
     let images = s.images().cloned().ok_or_else(|| {
         Error::Conflict("There is no image service to store the image in.".into())
@@ -101,7 +111,7 @@ async fn start(
     // One snapshot at a time: a second request meanwhile is refused.
     let claimed = servers::modify(s, &server.id, |sv| match &sv.task_state {
         Some(task) => Err(Error::Conflict(format!(
-            "Cannot 'createImage' instance {} while it is in task_state {task}",
+            "Cannot '{action}' instance {} while it is in task_state {task}",
             sv.id
         ))),
         None => {
