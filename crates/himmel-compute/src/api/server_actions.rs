@@ -620,10 +620,7 @@ async fn create_image(
     arg: &Value,
 ) -> ApiResult<Response> {
     let name = image_name("createImage", arg)?;
-    let properties = match arg.get("metadata") {
-        Some(m) => metadata_from(m, -1)?,
-        None => Default::default(),
-    };
+    let properties = image_metadata(arg)?;
     check_snapshottable("createImage", server)?;
     let image_id = crate::snapshot::create_image(s, ctx, server, name, properties).await?;
     servers::record_action(s, server, ctx, "createImage").await?;
@@ -664,10 +661,7 @@ async fn create_backup(
                 .into(),
         )
     })?;
-    let properties = match arg.get("metadata") {
-        Some(m) => metadata_from(m, -1)?,
-        None => Default::default(),
-    };
+    let properties = image_metadata(arg)?;
     check_snapshottable("createBackup", server)?;
     let image_id =
         crate::snapshot::create_backup(s, ctx, server, name, &backup_type, rotation, properties)
@@ -679,6 +673,14 @@ async fn create_backup(
         server,
         (rotation > 0).then_some(image_id.as_str()),
     ))
+}
+
+/// The new image's properties from the action's optional `metadata`.
+fn image_metadata(arg: &Value) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    match arg.get("metadata") {
+        Some(m) => metadata_from(m, -1),
+        None => Ok(Default::default()),
+    }
 }
 
 fn image_name(action: &str, arg: &Value) -> Result<String, Error> {
